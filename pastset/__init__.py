@@ -1,0 +1,53 @@
+"""pastset: a tuple-space distributed shared memory in the PastSet tradition.
+
+``import pastset`` gives the public API::
+
+    pset = pastset.PastSet()
+    jobs = pset.enter(("job", int))
+    jobs.move((42,))
+    print(jobs.observe())
+
+See SEMANTICS in the documentation for the exact meaning of every operation.
+"""
+
+from __future__ import annotations
+
+from . import element
+from .client import ElementHandle, PastSet
+from .errors import (
+    AppNotFoundError,
+    ConfigurationError,
+    ElementDeletedError,
+    ExpiredError,
+    PastSetConnectionError,
+    PastSetError,
+    PastSetTimeoutError,
+    PastSetTypeError,
+    PastSetValueError,
+    RemoteError,
+    RunEndedError,
+    SerialisationError,
+    XFunctionError,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "PastSet",
+    "ElementHandle",
+    "element",
+    "PastSetError",
+    "PastSetTypeError",
+    "PastSetValueError",
+    "ExpiredError",
+    "ElementDeletedError",
+    "PastSetTimeoutError",
+    "PastSetConnectionError",
+    "RunEndedError",
+    "ConfigurationError",
+    "AppNotFoundError",
+    "SerialisationError",
+    "XFunctionError",
+    "RemoteError",
+    "__version__",
+]

@@ -1,0 +1,212 @@
+"""The client API: ``pastset.PastSet()`` and the element handles it returns.
+
+A :class:`PastSet` finds the run's space through the run's Pyro5 name server
+(PSNS, PSRUN, set by pypsrun) and talks to it with one request per operation.
+Each thread gets its own connection, so a thread blocked in ``observe`` never
+holds up another thread of the same program: a handle and its elements are safe
+to share between threads.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+import Pyro5.api
+import Pyro5.errors
+
+from . import wire
+from .element import check_delta, check_index, check_template
+from .errors import BY_NAME, PastSetConnectionError, PastSetTypeError, RemoteError
+from .naming import FACTORY, space_name
+from .settings import Settings
+
+__all__ = ["PastSet", "ElementHandle"]
+
+log = logging.getLogger(__name__)
+
+
+def _raise_reply(reply: tuple) -> None:
+    _, name, message, remote = reply
+    cls = BY_NAME.get(name, RemoteError)
+    err = cls(message)
+    err.remote_traceback = remote
+    raise err
+
+
+class PastSet:
+    """A connection to the PastSet of a run.
+
+    With no arguments it joins the run this program was started in (by pypsrun,
+    or as a spawned task); ``run`` and ``ns`` ("HOST:PORT") name another one.
+    Raises PastSetConnectionError, saying where it looked, if none is reachable.
+    """
+
+    def __init__(self, run: str | None = None, ns: str | None = None) -> None:
+        settings = Settings.load(run_helper=False)
+        if ns is not None:
+            settings.PSNS = ns
+        host, port = settings.ns_address()
+        self._run = run or settings.PSRUN or "default"
+        self._task = settings.PSTASK
+        self._where = f"name server {host}:{port} (PSNS), run {self._run!r} (PSRUN)"
+        self._local = threading.local()
+        self._proxies: list[Pyro5.api.Proxy] = []
+        self._plock = threading.Lock()
+        self._uri = self._resolve(host, port)
+
+    def _resolve(self, host: str, port: int) -> str:
+        try:
+            with Pyro5.api.Proxy(f"PYRO:{Pyro5.core.NAMESERVER_NAME}@{host}:{port}") as ns:
+                ns._pyroTimeout = 10
+                try:
+                    return str(ns.lookup(space_name(self._run)))
+                except Pyro5.errors.NamingError:
+                    pass
+                try:
+                    factory = ns.lookup(FACTORY)
+                except Pyro5.errors.NamingError:
+                    raise PastSetConnectionError(
+                        f"no PastSet named {self._run!r} at {self._where}; "
+                        "check PSRUN, or that the run has not ended"
+                    ) from None
+            with Pyro5.api.Proxy(factory) as opener:
+                opener._pyroTimeout = 10
+                return str(opener.open(self._run))
+        except Pyro5.errors.CommunicationError as err:
+            raise PastSetConnectionError(
+                f"cannot reach the PastSet server at {self._where}: {err}. "
+                "Is the run (pypsrun) or pypsserver still running, and is the address reachable?"
+            ) from None
+
+    # ------------------------------------------------------------- transport
+    def _proxy(self) -> Pyro5.api.Proxy:
+        proxy = getattr(self._local, "proxy", None)
+        if proxy is None:
+            proxy = Pyro5.api.Proxy(self._uri)
+            proxy._pyroSerializer = "msgpack"
+            proxy._pyroHandshake = {"task": self._task}
+            self._local.proxy = proxy
+            with self._plock:
+                self._proxies.append(proxy)
+        return proxy
+
+    def _call(self, *message: Any) -> Any:
+        request = wire.encode(message)  # refuses unsendable values before anything is sent
+        try:
+            reply = wire.decode(self._proxy().call(request))
+        except Pyro5.errors.CommunicationError as err:
+            self._local.proxy = None
+            raise PastSetConnectionError(
+                f"lost the connection to the PastSet server ({self._where}): {err}; "
+                "the run has probably ended or its server died"
+            ) from None
+        if reply[0] == 0:
+            return reply[1]
+        _raise_reply(reply)
+
+    # ------------------------------------------------------------ operations
+    def enter(self, template: tuple, xfunction: str | None = None) -> ElementHandle:
+        """Create or bind to the element for ``template``; returns its handle.
+
+        ``xfunction`` names an X-function module in PSBIN on the server; it takes
+        effect only when this call creates the element.
+        """
+        check_template(template)
+        if xfunction is not None and not isinstance(xfunction, str):
+            raise PastSetTypeError(f"xfunction must be a module name (str), got {type(xfunction).__name__}")
+        eid, stored = self._call("enter", template, xfunction)
+        return ElementHandle(self, eid, stored)
+
+    def delelement(self, element: ElementHandle | tuple) -> None:
+        """Delete an element now (by handle or template); blocked calls on it raise."""
+        if isinstance(element, ElementHandle):
+            self._call("delelement", element._eid)
+        else:
+            self._call("delelement", check_template(element))
+
+    def spawn(self, app: str, args: str | list[Any] | tuple[Any, ...] = "") -> str:
+        """Start ``app`` (a Python file in PSBIN) on some idle client; returns the task id."""
+        if not isinstance(app, str):
+            raise PastSetTypeError(f"spawn needs the application's file name (str), got {type(app).__name__}")
+        if not isinstance(args, (str, list, tuple)):
+            raise PastSetTypeError(f"spawn arguments must be a string or a list/tuple, got {type(args).__name__}")
+        if not isinstance(args, str):
+            args = [str(a) for a in args]
+        return self._call("spawn", app, args)
+
+    def halt(self) -> None:
+        """No more tasks: clients shut down once earlier spawns are dispatched."""
+        self._call("halt")
+
+    def close(self) -> None:
+        """Close this handle's connections (they also close when the program exits)."""
+        with self._plock:
+            proxies, self._proxies = self._proxies, []
+        for proxy in proxies:
+            try:
+                proxy._pyroRelease()
+            except Exception:  # noqa: BLE001 - releasing a proxy owned by a dead thread
+                pass
+        self._local = threading.local()
+
+    def __enter__(self) -> PastSet:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<PastSet {self._run!r} at {self._uri}>"
+
+
+class ElementHandle:
+    """A handle on one element; every call goes to the server and blocks as specified."""
+
+    __slots__ = ("_pset", "_eid", "_template")
+
+    def __init__(self, pset: PastSet, eid: int, template: tuple) -> None:
+        self._pset = pset
+        self._eid = eid
+        self._template = template
+
+    def move(self, data: Any, timeout: float | None = None) -> None:
+        """Append ``data`` at index ``last``; blocks while delta leaves no room."""
+        self._pset._call("move", self._eid, data, _timeout(timeout))
+
+    def observe(self, index: int = -1, timeout: float | None = None) -> Any:
+        """Unindexed: take the oldest unobserved tuple.  Indexed: read tuple ``index``."""
+        return self._pset._call("observe", self._eid, check_index(index), _timeout(timeout))
+
+    def first(self) -> int:
+        """Index of the oldest tuple not yet observed without an index."""
+        return self._pset._call("first", self._eid)
+
+    def last(self) -> int:
+        """Number of tuples moved so far."""
+        return self._pset._call("last", self._eid)
+
+    def delta(self, value: int | None = None) -> int | None:
+        """Read delta, or set and return it (None, 0 or negative: unbounded)."""
+        return self._pset._call("delta", self._eid, check_delta(value))
+
+    def axe(self, index: int) -> None:
+        """Allow tuples below ``index`` (and already observed) to be freed."""
+        self._pset._call("axe", self._eid, check_index(index))
+
+    def template(self) -> tuple:
+        """The element's template (raises ElementDeletedError once it was deleted)."""
+        return self._pset._call("template", self._eid)
+
+    def __repr__(self) -> str:
+        return f"<PastSet element {self._template!r}>"
+
+
+def _timeout(timeout: float | None) -> float | None:
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise PastSetTypeError(f"timeout must be a number of seconds or None, got {type(timeout).__name__}")
+    return float(timeout)
+

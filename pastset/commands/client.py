@@ -1,0 +1,60 @@
+"""``pypsclient``: a client that runs the tasks a run's scheduler hands it."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+
+from ..errors import PastSetError
+from ..proc import die_with_parent, watch_lifeline
+from ..settings import Settings, configure_logging
+from ..worker import Worker
+from . import parser_for
+
+__all__ = ["main"]
+
+log = logging.getLogger("pastset.client")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Register with the run's scheduler and run tasks until told to stop."""
+    argv = sys.argv[1:] if argv is None else argv
+    settings = Settings.load(run_helper=False)
+    parser = parser_for("pypsclient", "Join a run as a client and run the tasks it is given.", settings)
+    parser.add_argument("--run", default=None, help="the run to join (default PSRUN)")
+    parser.add_argument("--ns", default=None, help="the run's name server HOST:PORT (default PSNS)")
+    parser.add_argument("--number", default="0", help="this client's number in its run (for logs)")
+    parser.add_argument("--lifeline", action="store_true",
+                        help="stop when standard input closes (set by pypsrun)")
+    options = parser.parse_args(argv)
+    configure_logging(settings, f"pypsclient[{options.number}]")
+    if options.run:
+        settings.PSRUN = options.run
+    if options.ns:
+        settings.PSNS = options.ns
+    if options.lifeline:
+        die_with_parent()
+    try:
+        worker = Worker(settings)
+    except PastSetError as err:
+        sys.stderr.write(f"pypsclient: {err}\n")
+        return 1
+
+    def stop(signum: int, frame: object) -> None:
+        worker.stop()
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    if options.lifeline:
+        watch_lifeline(lambda: os.kill(os.getpid(), signal.SIGTERM))
+    try:
+        return worker.run()
+    except SystemExit as exit_:
+        return int(exit_.code or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

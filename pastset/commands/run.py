@@ -1,0 +1,73 @@
+"""``pypsrun APP [ARGS...]``: start a whole run with one command."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+
+from ..errors import PastSetError
+from ..launch import Run
+from ..runs import forget_run, record_run
+from ..settings import Settings, configure_logging
+from . import parser_for
+
+__all__ = ["main"]
+
+log = logging.getLogger("pastset.pypsrun")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run APP with a PastSet server and PSPROCS clients; return APP's exit status."""
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        settings = Settings.load()
+    except PastSetError as err:
+        sys.stderr.write(f"pypsrun: {err}\n")
+        return 2
+    parser = parser_for(
+        "pypsrun",
+        "Start the PastSet server side and PSPROCS clients, run APP, and when APP exits shut "
+        "everything down and exit with APP's status.",
+        settings,
+    )
+    parser.add_argument("app", help="the application: a path, or a file name found in PSBIN")
+    parser.add_argument("args", nargs=argparse.REMAINDER, help="arguments for the application")
+    options = parser.parse_args(argv)
+    configure_logging(settings, "pypsrun")
+    try:
+        run = Run(settings, options.app, options.args)
+    except PastSetError as err:
+        sys.stderr.write(f"pypsrun: {err}\n")
+        return 2
+    if not settings.PSHOSTS:
+        log.info("no PSHOSTS given: clients run on this host only")
+    previous = {sig: signal.signal(sig, run.on_interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+    record_run(run.run_id, {"pid": os.getpid(), "app": str(run.app_path), "args": options.args})
+    status = 1
+    try:
+        address = run.start_server()
+        record_run(run.run_id, {"pid": os.getpid(), "app": str(run.app_path), "args": options.args,
+                                "ns": address})
+        run.start_clients()
+        status = run.run_app()
+        run.finish(quietly=status == 0 and run._interrupts == 0)
+    except KeyboardInterrupt:
+        status = 130
+        run.finish(quietly=False)
+    except PastSetError as err:
+        sys.stderr.write(f"pypsrun: {err}\n")
+        status = 1
+        run.finish(quietly=False)
+    finally:
+        run.shutdown()
+        forget_run(run.run_id)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,97 @@
+"""``pypsserver`` and ``pypsscheduler``: the server side of PastSet.
+
+``pypsserver`` hosts named tuple spaces (opened on demand by name) behind a Pyro5
+name server; ``pypsscheduler`` also runs a scheduler, so that ``spawn`` and
+``halt`` work and clients (``pypsclient``) can register.  ``pypsrun`` starts the
+latter for its run with ``--ready``: print the address once listening, and stop
+when standard input closes.
+"""
+
+from __future__ import annotations
+
+import logging
+import resource
+import signal
+import sys
+import threading
+
+from Pyro5 import config as pyro_config
+
+from ..proc import die_with_parent, watch_lifeline
+from ..server import Server
+from ..settings import Settings, configure_logging
+from . import parser_for
+
+__all__ = ["main", "scheduler_main"]
+
+log = logging.getLogger("pastset.server")
+
+
+def _raise_file_limit() -> None:
+    # One socket per client connection: 1000 clients need more than the usual 1024.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard if hard != resource.RLIM_INFINITY else 65536, hard))
+        except (ValueError, OSError):  # pragma: no cover
+            pass
+
+
+def main(argv: list[str] | None = None, prog: str = "pypsserver", scheduler: bool = False) -> int:
+    """Serve PastSet spaces until interrupted (or, with --ready, until stdin closes)."""
+    argv = sys.argv[1:] if argv is None else argv
+    settings = Settings.load(run_helper=False)
+    parser = parser_for(prog, (__doc__ or "").split("\n\n")[1], settings)
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to listen on (default 127.0.0.1; use this host's address for clients elsewhere)")
+    parser.add_argument("--port", type=int, default=None,
+                        help=f"name server port (default PYRO_NS_PORT, now {pyro_config.NS_PORT}; 0: any free port)")
+    parser.add_argument("--run", action="append", default=[], help="host this run's space from the start")
+    parser.add_argument("--scheduler", action="store_true", default=scheduler, help="also run a scheduler")
+    parser.add_argument("--ready", action="store_true", help=argparse_suppress())
+    options = parser.parse_args(argv)
+    configure_logging(settings, prog)
+    if options.ready:
+        die_with_parent()
+    _raise_file_limit()
+    threading.stack_size(1 << 20)
+    port = pyro_config.NS_PORT if options.port is None else options.port
+    try:
+        server = Server(options.host, port, settings.psbin, on_demand=not options.run)
+    except OSError as err:
+        sys.stderr.write(f"{prog}: cannot listen on {options.host}:{port}: {err.strerror}; "
+                         "choose another --port (or PYRO_NS_PORT)\n")
+        return 1
+    for run in options.run:
+        server.open(run, scheduler=options.scheduler)
+
+    def stop(signum: int, frame: object) -> None:
+        server.stop()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    if options.ready:
+        sys.stdout.write(f"READY {server.address}\n")
+        sys.stdout.flush()
+        watch_lifeline(server.stop)
+    else:
+        log.warning("serving at %s: programs connect with PSNS=%s PSRUN=NAME", server.address, server.address)
+    server.serve()
+    server.close()
+    return 0
+
+
+def argparse_suppress() -> str:
+    """Help text that hides an option meant for pypsrun only."""
+    import argparse
+
+    return argparse.SUPPRESS
+
+
+def scheduler_main(argv: list[str] | None = None) -> int:
+    """``pypsscheduler``: the server side with a scheduler."""
+    return main(argv, prog="pypsscheduler", scheduler=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,102 @@
+"""The one exception tree of pastset.
+
+Every error a PastSet program can meet derives from :class:`PastSetError`, with
+branches a caller can catch separately.  Errors that describe a wrong argument
+also derive from the matching built-in (``TypeError`` / ``ValueError``) so that
+generic code catching those keeps working.  Each message says what happened and
+what to do about it.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "PastSetError",
+    "PastSetTypeError",
+    "PastSetValueError",
+    "ExpiredError",
+    "ElementDeletedError",
+    "PastSetTimeoutError",
+    "PastSetConnectionError",
+    "RunEndedError",
+    "ConfigurationError",
+    "AppNotFoundError",
+    "SerialisationError",
+    "XFunctionError",
+    "RemoteError",
+]
+
+
+class PastSetError(Exception):
+    """Root of every error raised by pastset."""
+
+    #: Remote traceback text when the error was raised on the server.
+    remote_traceback: str | None = None
+
+
+class PastSetTypeError(PastSetError, TypeError):
+    """An argument has the wrong type (a template that is not a tuple, a text index)."""
+
+
+class PastSetValueError(PastSetError, ValueError):
+    """An argument has the right type but a value that cannot be used."""
+
+
+class ExpiredError(PastSetError):
+    """An indexed observe asked for a tuple whose storage was freed by ``axe``."""
+
+
+class ElementDeletedError(PastSetError):
+    """The element was deleted with ``delelement``; ``enter`` it again for a new one."""
+
+
+class PastSetTimeoutError(PastSetError):
+    """A bounded operation did not complete in time."""
+
+
+class PastSetConnectionError(PastSetError):
+    """The PastSet server cannot be reached, or the connection to it was lost."""
+
+
+class RunEndedError(PastSetConnectionError):
+    """The run this program belongs to has ended; no further operation is possible."""
+
+
+class ConfigurationError(PastSetError):
+    """A setting, hosts file or command line cannot be used."""
+
+
+class AppNotFoundError(ConfigurationError):
+    """An application or X-function module is not in PSBIN."""
+
+
+class SerialisationError(PastSetError, TypeError):
+    """A value cannot cross the wire (checked on the caller's side before sending)."""
+
+
+class XFunctionError(PastSetError):
+    """An X-function could not be loaded, or raised while filtering a tuple."""
+
+
+class RemoteError(PastSetError):
+    """An unexpected error inside the server; ``remote_traceback`` holds its cause."""
+
+
+#: Classes a server reply may name; anything else arrives as RemoteError.
+BY_NAME: dict[str, type[PastSetError]] = {
+    cls.__name__: cls
+    for cls in (
+        PastSetError,
+        PastSetTypeError,
+        PastSetValueError,
+        ExpiredError,
+        ElementDeletedError,
+        PastSetTimeoutError,
+        PastSetConnectionError,
+        RunEndedError,
+        ConfigurationError,
+        AppNotFoundError,
+        SerialisationError,
+        XFunctionError,
+        RemoteError,
+    )
+}

@@ -1,0 +1,73 @@
+"""Runs one spawned task: ``python -m pastset.runner APP [ARGS...]``.
+
+The application is found in PSBIN on this host and run as ``__main__`` with its
+arguments.  When the run ends while the task is still blocked in an operation
+(a pi worker waiting for a bag that will never come), the task exits quietly
+instead of printing a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import runpy
+import signal
+import sys
+import traceback
+
+from .errors import PastSetConnectionError, RunEndedError
+from .proc import die_with_parent
+from .settings import Settings
+from .space import find_in_path
+
+__all__ = ["main"]
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the task named by ``argv`` and return its exit status."""
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv:
+        sys.stderr.write("usage: python -m pastset.runner APP [ARGS...]\n")
+        return 2
+    die_with_parent()
+    signal.signal(signal.SIGTERM, _terminate)
+    settings = Settings.load(run_helper=False)
+    app, args = argv[0], argv[1:]
+    path = find_in_path(app, settings.psbin)
+    if path is None:
+        sys.stderr.write(
+            f"pastset task {settings.PSTASK}: {app!r} not found in PSBIN ({settings.PSBIN}) on "
+            f"{os.uname().nodename}; put it there or set PSBIN\n"
+        )
+        return 127
+    sys.argv = [str(path), *args]
+    sys.path.insert(0, str(path.parent))
+    try:
+        runpy.run_path(str(path), run_name="__main__")
+    except SystemExit as exit_:
+        code = exit_.code
+        if code is None or isinstance(code, int):
+            return code or 0
+        sys.stderr.write(f"{code}\n")
+        return 1
+    except RunEndedError:
+        return 0  # the run ended while this task waited: nothing to report
+    except KeyboardInterrupt:
+        return 130
+    except PastSetConnectionError as err:
+        sys.stderr.write(f"pastset task {settings.PSTASK} ({app}): {err}\n")
+        return 1
+    except BaseException:
+        traceback.print_exc()
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    sys.exit(code)

@@ -1,0 +1,269 @@
+"""The scheduler: clients, spawned tasks, halt, and the end of a run.
+
+Clients register their specs and then pull work: an idle client asks for the
+next task and blocks until there is one, so faster clients simply come back for
+more (load balancing by availability, as in pyPastSet).  ``halt`` lets every
+client stop once the spawns issued before it are handed out.
+
+When the application of a run exits, :meth:`Scheduler.finish` waits until the
+run is quiet — no task queued for a live client, and every running task blocked
+in an operation that nothing left can complete — and then ends the run, so that
+no work still in progress is cut off.  No network code lives here.
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import logging
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from .errors import AppNotFoundError, PastSetTimeoutError, PastSetTypeError, RunEndedError
+from .space import Space, find_in_path
+
+__all__ = ["Scheduler", "Task", "ClientInfo"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Task:
+    """One spawned application run and what became of it."""
+
+    id: str
+    app: str
+    args: list[str]
+    spawned_at: float
+    state: str = "queued"  # queued, running, done, failed, stopped
+    client: str = ""
+    host: str = ""
+    started: float | None = None
+    ended: float | None = None
+    status: int | None = None
+    stderr_tail: str = ""
+
+
+@dataclass
+class ClientInfo:
+    """A registered client and its specs."""
+
+    id: str
+    specs: dict[str, Any]
+    registered_at: float
+    alive: bool = True
+    running: set[str] = field(default_factory=set)
+    done: int = 0
+
+
+def normalise_args(args: object) -> list[str]:
+    """Spawn arguments as pyPastSet took them: a string, or items converted with str."""
+    if args is None:
+        return []
+    if isinstance(args, str):
+        return args.split() if args.strip() else []
+    if isinstance(args, (list, tuple)):
+        return [str(a) for a in args]
+    raise PastSetTypeError(
+        f"spawn arguments must be a string or a list/tuple, got {type(args).__name__}"
+    )
+
+
+class Scheduler:
+    """Hands spawned tasks to idle clients and decides when a run is over."""
+
+    def __init__(self, space: Space, check_apps: bool = True) -> None:
+        self.space = space
+        self.check_apps = check_apps
+        self._cond = threading.Condition()
+        self._queue: collections.deque[Task] = collections.deque()
+        self._tasks: dict[str, Task] = {}
+        self._clients: dict[str, ClientInfo] = {}
+        self._task_ids = itertools.count(1)
+        self._client_ids = itertools.count(1)
+        self._halted = False
+        self._ended = False
+
+    # --------------------------------------------------------------- clients
+    def register(self, specs: dict[str, Any]) -> str:
+        """Record a new client and return its id."""
+        with self._cond:
+            if self._ended:
+                raise RunEndedError("the run has ended; this client is not needed")
+            cid = f"c{next(self._client_ids)}"
+            self._clients[cid] = ClientInfo(cid, dict(specs), time.time())
+            self._cond.notify_all()
+        log.info("client %s registered from %s", cid, specs.get("host", "?"))
+        return cid
+
+    def client_gone(self, cid: str, reason: str = "client disconnected") -> None:
+        """A client left: its running tasks are recorded as failed."""
+        with self._cond:
+            info = self._clients.get(cid)
+            if info is None or not info.alive:
+                return
+            info.alive = False
+            lost = list(info.running)
+            info.running.clear()
+            for tid in lost:
+                task = self._tasks[tid]
+                task.state = "failed" if not self._ended else "stopped"
+                task.ended = time.time()
+                task.stderr_tail = (task.stderr_tail + f"\n[{reason}]").strip()
+            self._cond.notify_all()
+        for tid in lost:
+            self.space.task_gone(tid)
+        if lost and not self._ended:
+            log.warning("client %s gone (%s); tasks %s failed", cid, reason, ", ".join(lost))
+
+    def wait_clients(self, count: int, timeout: float | None = None) -> int:
+        """Block until ``count`` clients registered (or timeout); return how many did."""
+        until = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while len(self._clients) < count and not self._ended:
+                remaining = None if until is None else until - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    break
+                self._cond.wait(remaining)
+            return len(self._clients)
+
+    # ----------------------------------------------------------------- tasks
+    def spawn(self, app: str, args: object = None) -> str:
+        """Queue ``app`` with ``args`` for the next idle client; return the task id."""
+        if not isinstance(app, str) or not app:
+            raise PastSetTypeError(f"spawn needs the application's file name, got {app!r}")
+        arglist = normalise_args(args)
+        if self.check_apps and find_in_path(app, self.space.psbin) is None:
+            raise AppNotFoundError(
+                f"cannot spawn {app!r}: it is not in PSBIN ({':'.join(self.space.psbin)}); "
+                "put it there or set PSBIN to its directory"
+            )
+        with self._cond:
+            if self._ended:
+                raise RunEndedError("the run has ended; no more tasks can be spawned")
+            if self._halted:
+                log.warning("spawn of %s after halt: no client will run it", app)
+            task = Task(f"t{next(self._task_ids)}", app, arglist, time.time())
+            self._tasks[task.id] = task
+            self._queue.append(task)
+            self._cond.notify_all()
+        log.debug("spawned %s %s as %s", app, arglist, task.id)
+        return task.id
+
+    def halt(self) -> None:
+        """No more tasks: clients stop once the earlier spawns are dispatched."""
+        with self._cond:
+            self._halted = True
+            self._cond.notify_all()
+
+    def next_task(self, cid: str, timeout: float | None = None) -> dict[str, Any] | None:
+        """The next task for client ``cid``, or None when it should stop.
+
+        Blocks while there is nothing to do; raises PastSetTimeoutError after
+        ``timeout`` seconds so a caller can check on other things.
+        """
+        until = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            info = self._clients.get(cid)
+            if info is None:
+                raise PastSetTypeError(f"unknown client {cid!r}; register first")
+            while True:
+                if self._ended or not info.alive:
+                    return None
+                if self._queue:
+                    task = self._queue.popleft()
+                    task.state = "running"
+                    task.client = cid
+                    task.host = str(info.specs.get("host", ""))
+                    task.started = time.time()
+                    info.running.add(task.id)
+                    self._cond.notify_all()
+                    return {"id": task.id, "app": task.app, "args": task.args}
+                if self._halted:
+                    return None
+                remaining = None if until is None else until - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise PastSetTimeoutError("no task yet")
+                self._cond.wait(remaining)
+
+    def task_done(self, cid: str, tid: str, status: int, stderr_tail: str = "") -> None:
+        """Record how task ``tid`` ended on client ``cid``."""
+        with self._cond:
+            task = self._tasks.get(tid)
+            info = self._clients.get(cid)
+            if task is None or info is None:
+                return
+            info.running.discard(tid)
+            info.done += 1
+            task.ended = time.time()
+            task.status = status
+            task.stderr_tail = stderr_tail
+            if self._ended and status != 0:
+                task.state = "stopped"
+            else:
+                task.state = "done" if status == 0 else "failed"
+            self._cond.notify_all()
+        self.space.task_gone(tid)
+        if task.state == "failed":
+            log.warning("task %s (%s %s) on %s failed with status %s", tid, task.app,
+                        " ".join(task.args), task.host, status)
+
+    # ------------------------------------------------------------- the end
+    def _quiet(self) -> bool:
+        with self._cond:
+            live = any(c.alive for c in self._clients.values())
+            if self._queue and live:
+                return False
+            running = {tid for c in self._clients.values() for tid in c.running}
+        return self.space.quiet(running)
+
+    def finish(self, wait: bool = True, timeout: float | None = None) -> bool:
+        """End the run, after it has gone quiet if ``wait``; True if it was quiet.
+
+        Quiet means: no task queued for a live client, and every running task
+        blocked in an operation that no one left can complete.
+        """
+        until = None if timeout is None else time.monotonic() + timeout
+        quiet = False
+        while wait:
+            before = self.space.generation
+            if self._quiet():
+                quiet = True
+                break
+            remaining = None if until is None else until - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                break
+            with self.space.activity:
+                if self.space.generation == before:
+                    self.space.activity.wait(1.0 if remaining is None else min(1.0, remaining))
+        self.end()
+        return quiet
+
+    def end(self) -> None:
+        """End the run now: clients stop, blocked operations raise RunEndedError."""
+        with self._cond:
+            self._ended = True
+            if self._queue:
+                log.warning("%d spawned task(s) never ran: %s", len(self._queue),
+                            ", ".join(t.app for t in self._queue))
+            self._cond.notify_all()
+        self.space.end("the run has ended")
+
+    @property
+    def ended(self) -> bool:
+        """True once the run has ended."""
+        return self._ended
+
+    # ------------------------------------------------------------ monitoring
+    def snapshot(self) -> dict[str, Any]:
+        """Clients and tasks as plain data (for pypsmanage and tests)."""
+        with self._cond:
+            clients = []
+            for c in self._clients.values():
+                row = asdict(c)
+                row["running"] = sorted(c.running)
+                clients.append(row)
+            tasks = [asdict(t) for t in self._tasks.values()]
+            return {"clients": clients, "tasks": tasks, "halted": self._halted, "ended": self._ended}

@@ -1,0 +1,307 @@
+"""The PastSet server: spaces and schedulers as Pyro5 objects.
+
+One Pyro5 daemon hosts the name server and, per run, a space object
+(``pastset.space.RUN``) and optionally a scheduler object
+(``pastset.scheduler.RUN``).  Two runs are two objects with separate element
+tables: they never see each other's elements.
+
+Server model.  We use Pyro5's thread-pool server with one thread per client
+connection and raise its pool limit (80 by default, after which Pyro refuses
+connections) to several thousand.  PastSet operations block by design — an
+``observe`` may wait for minutes — and a blocked call must hold up no one else.
+A thread per connection maps a blocked call onto a blocked thread that costs a
+stack and nothing else (the GIL is released while waiting on a condition), while
+the multiplexing server would serve every connection from one thread and let a
+single blocked observe stop the whole run.  Stacks are set to 1 MiB so that
+thousands of threads stay cheap in address space as well.
+
+Messages are opaque bytes encoded by :mod:`pastset.wire`; Pyro5 carries them with
+its msgpack serializer.  Nothing received is ever unpickled.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+import Pyro5.api
+import Pyro5.callcontext
+from Pyro5 import config as pyro_config
+import Pyro5.core
+import Pyro5.nameserver
+
+from . import wire
+from .element import Element, deadline
+from .errors import ConfigurationError, PastSetError, PastSetValueError, RemoteError, XFunctionError
+from .scheduler import Scheduler
+from .naming import FACTORY, scheduler_name, space_name
+from .space import Space, describe
+
+__all__ = ["Server", "SpaceService", "SchedulerService", "space_name", "scheduler_name"]
+
+log = logging.getLogger(__name__)
+
+THREADS = 5000
+
+
+def _connection() -> Any:
+    return getattr(Pyro5.callcontext.current_context, "client", None)
+
+
+def _current_task() -> str | None:
+    return getattr(_connection(), "pastset_task", None) or None
+
+
+def _error_reply(err: BaseException) -> bytes:
+    if isinstance(err, PastSetError):
+        name = type(err).__name__
+        remote = err.remote_traceback
+    else:
+        name = RemoteError.__name__
+        remote = "".join(traceback.format_exception(err))
+    return wire.encode((1, name, str(err), remote))
+
+
+@Pyro5.api.expose
+class SpaceService:
+    """The Pyro5 face of one :class:`~pastset.space.Space`: a single ``call`` entry.
+
+    A request is ``encode((op, *args))``; a reply is ``encode((0, result))`` or
+    ``encode((1, error_class_name, message, remote_traceback))``.
+    """
+
+    def __init__(self, space: Space, scheduler: Scheduler | None = None) -> None:
+        self.space = space
+        self.scheduler = scheduler
+        self._ops: dict[str, Callable[..., Any]] = {
+            "enter": self._enter,
+            "move": self._move,
+            "observe": self._observe,
+            "first": lambda eid: self._apply(eid, "first"),
+            "last": lambda eid: self._apply(eid, "last"),
+            "template": lambda eid: self._apply(eid, "template"),
+            "delta": lambda eid, value=None: self._apply(eid, "delta", value),
+            "axe": lambda eid, index: self._apply(eid, "axe", index),
+            "delelement": self.space.delelement,
+            "spawn": self._spawn,
+            "halt": self._halt,
+            "ping": lambda: self.space.name,
+        }
+
+    def call(self, request: bytes) -> bytes:
+        """Run one encoded operation and return the encoded reply."""
+        try:
+            if not isinstance(request, bytes):
+                raise wire.SerialisationError(
+                    "requests must be bytes sent with Pyro5's msgpack serializer; use pastset.PastSet"
+                )
+            message = wire.decode(request)
+            if not isinstance(message, tuple) or not message or message[0] not in self._ops:
+                raise wire.SerialisationError(f"unknown request {message!r:.80}")
+            return wire.encode((0, self._ops[message[0]](*message[1:])))
+        except PastSetError as err:
+            return _error_reply(err)
+        except TypeError as err:  # wrong arity from a mismatched client
+            return _error_reply(RemoteError(f"malformed request: {err}"))
+        except Exception as err:  # a bug: report it with its traceback, keep serving
+            log.exception("error while serving a request")
+            return _error_reply(err)
+
+    # ----------------------------------------------------------------- ops
+    def _enter(self, template: tuple, xfunction: str | None = None) -> tuple[int, tuple]:
+        eid = self.space.enter(template, xfunction)
+        return eid, self.space.element(eid).template()
+
+    def _move(self, eid: int, data: Any, timeout: float | None = None) -> None:
+        self.space.moves += 1
+        self._apply(eid, "move", data, timeout=timeout)
+
+    def _observe(self, eid: int, index: int = -1, timeout: float | None = None) -> Any:
+        self.space.observes += 1
+        return self._apply(eid, "observe", index, timeout=timeout)
+
+    def _apply(self, eid: int, name: str, *args: Any, timeout: float | None = None) -> Any:
+        element = self.space.element(eid)
+        method = getattr(element, name)
+        if type(element) is Element:
+            with deadline(timeout):
+                return method(*args)
+        # An X-function: run it atomically on its element, and name it in errors.
+        try:
+            with deadline(timeout), element.lock:
+                return method(*args)
+        except PastSetError:
+            raise
+        except Exception as err:
+            xname = self.space.xfunction_of(eid)
+            wrapped = XFunctionError(f"X-function {xname!r} raised {type(err).__name__}: {err}")
+            wrapped.remote_traceback = "".join(traceback.format_exception(err))
+            raise wrapped from err
+
+    def _spawn(self, app: str, args: Any = None) -> str:
+        return self._need_scheduler().spawn(app, args)
+
+    def _halt(self) -> None:
+        self._need_scheduler().halt()
+
+    def _need_scheduler(self) -> Scheduler:
+        if self.scheduler is None:
+            raise ConfigurationError(
+                f"the PastSet {self.space.name!r} has no scheduler, so spawn/halt are not available; "
+                "start the run with pypsrun (or pypsscheduler) to run tasks on clients"
+            )
+        return self.scheduler
+
+
+@Pyro5.api.expose
+class SchedulerService:
+    """The Pyro5 face of a :class:`~pastset.scheduler.Scheduler` (plain msgpack data)."""
+
+    def __init__(self, scheduler: Scheduler) -> None:
+        self.scheduler = scheduler
+
+    def register(self, specs: dict[str, Any]) -> str:
+        """Register a client; the connection is remembered so a lost client is noticed."""
+        cid = self.scheduler.register(specs)
+        conn = _connection()
+        if conn is not None:
+            conn.pastset_client = cid
+        return cid
+
+    def next_task(self, cid: str, timeout: float | None = None) -> dict[str, Any] | None:
+        """The next task for client ``cid`` (None: stop); see Scheduler.next_task."""
+        return self.scheduler.next_task(cid, timeout)
+
+    def task_done(self, cid: str, tid: str, status: int, stderr_tail: str = "") -> None:
+        """Record the end of a task."""
+        self.scheduler.task_done(cid, tid, status, stderr_tail)
+
+    def wait_clients(self, count: int, timeout: float | None = None) -> int:
+        """Block until ``count`` clients registered or ``timeout``; return the count."""
+        return self.scheduler.wait_clients(count, timeout)
+
+    def finish(self, wait: bool = True, timeout: float | None = None) -> bool:
+        """End the run (after it went quiet if ``wait``)."""
+        return self.scheduler.finish(wait, timeout)
+
+    def halt(self) -> None:
+        """No more tasks."""
+        self.scheduler.halt()
+
+    def snapshot(self) -> dict[str, Any]:
+        """Clients, tasks and elements of the run."""
+        data = self.scheduler.snapshot()
+        data["elements"] = describe(self.scheduler.space)
+        data["run"] = self.scheduler.space.name
+        return data
+
+
+@Pyro5.api.expose
+class FactoryService:
+    """Opens named spaces on demand on a long-lived server (``pypsserver``)."""
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+
+    def open(self, run: str) -> str:
+        """Host the space called ``run`` if not yet there; return its URI."""
+        if not isinstance(run, str) or not run or not run.replace("-", "").replace("_", "").replace(".", "").isalnum():
+            raise PastSetValueError(f"a PastSet name is letters, digits, '-', '_' and '.', got {run!r}")
+        self.server.open(run)
+        return str(self.server.daemon.uriFor(space_name(run)))
+
+
+class _Daemon(Pyro5.nameserver.NameServerDaemon):
+    """Name server daemon that also learns who connects and who leaves."""
+
+    def __init__(self, server: Server, host: str, port: int) -> None:
+        self._server = server
+        super().__init__(host=host, port=port)
+
+    def validateHandshake(self, conn: Any, data: Any) -> Any:  # noqa: N802 - Pyro5 API
+        if isinstance(data, dict):
+            task = data.get("task")
+            if isinstance(task, str) and task:
+                conn.pastset_task = task
+        return "pastset"
+
+    def clientDisconnect(self, conn: Any) -> None:  # noqa: N802 - Pyro5 API
+        cid = getattr(conn, "pastset_client", None)
+        if cid:
+            for scheduler in self._server.schedulers.values():
+                scheduler.client_gone(cid, "client connection lost")
+
+
+class Server:
+    """A PastSet server process: name server plus spaces (and schedulers)."""
+
+    def __init__(
+        self, host: str = "127.0.0.1", port: int = 0, psbin: list[str] | None = None, on_demand: bool = False
+    ) -> None:
+        pyro_config.SERVERTYPE = "thread"
+        if pyro_config.THREADPOOL_SIZE == 80:  # Pyro5's default: far too small for us
+            pyro_config.THREADPOOL_SIZE = THREADS
+        pyro_config.THREADPOOL_SIZE_MIN = max(pyro_config.THREADPOOL_SIZE_MIN, 8)
+        pyro_config.SOCK_NODELAY = True
+        pyro_config.POLLTIMEOUT = 0.5
+        self.psbin = psbin or ["."]
+        self.spaces: dict[str, Space] = {}
+        self.schedulers: dict[str, Scheduler] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self.daemon = _Daemon(self, host, port)
+        sockname = self.daemon.sock.getsockname()
+        self.host = host
+        self.port = int(sockname[1])
+        if on_demand:
+            uri = self.daemon.register(FactoryService(self), FACTORY)
+            self.daemon.nameserver.register(FACTORY, uri)
+
+    @property
+    def address(self) -> str:
+        """Where clients find this server's name server: HOST:PORT."""
+        return f"{self.host}:{self.port}"
+
+    def open(self, run: str, scheduler: bool = False) -> Space:
+        """Host the space of ``run`` (and a scheduler if asked); idempotent."""
+        with self._lock:
+            space = self.spaces.get(run)
+            if space is not None:
+                return space
+            space = Space(run, self.psbin, _current_task)
+            sched = Scheduler(space) if scheduler else None
+            uri = self.daemon.register(SpaceService(space, sched), space_name(run))
+            self.daemon.nameserver.register(space_name(run), uri)
+            if sched is not None:
+                suri = self.daemon.register(SchedulerService(sched), scheduler_name(run))
+                self.daemon.nameserver.register(scheduler_name(run), suri)
+                self.schedulers[run] = sched
+            self.spaces[run] = space
+            log.info("serving run %s%s at %s", run, " with scheduler" if sched else "", self.address)
+            return space
+
+    def serve(self) -> None:
+        """Serve requests in this thread until :meth:`stop`."""
+        self.daemon.requestLoop(loopCondition=lambda: not self._stop.is_set())
+
+    def stop(self) -> None:
+        """Stop serving: end every run so blocked callers are told, then leave the loop."""
+        for space in list(self.spaces.values()):
+            space.end("the PastSet server is shutting down")
+        for scheduler in list(self.schedulers.values()):
+            scheduler.end()
+        self._stop.set()
+        try:
+            self.daemon.transportServer.wakeup()
+        except OSError:  # pragma: no cover - socket already gone
+            pass
+
+    def close(self) -> None:
+        """Close the listening socket (worker threads are daemons and end with the process)."""
+        try:
+            self.daemon.sock.close()
+        except OSError:  # pragma: no cover
+            pass

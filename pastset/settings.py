@@ -1,0 +1,256 @@
+"""The one settings object: internal defaults < ini files < environment.
+
+Every PS* setting of SEMANTICS.md is read here and nowhere else.  Values are
+typed; an invalid one falls back to its default with a warning that names the
+setting and the bad value.  PSCONFHELP names a Python script executed (in this
+process, so it can set ``os.environ``) just before the environment is read, the
+hook batch systems use to hand over their node list.  The run's own wiring
+(where the name server is, the run's name, the task a process serves) travels
+in PSNS, PSRUN and PSTASK, set by pypsrun for the processes it starts.
+"""
+
+from __future__ import annotations
+
+import configparser
+import logging
+import os
+import runpy
+import socket
+from collections.abc import Callable, Mapping, MutableMapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+
+from .errors import ConfigurationError
+
+__all__ = ["Settings", "config_paths", "SETTINGS_HELP"]
+
+log = logging.getLogger(__name__)
+
+LEVELS = ("debug", "info", "warning", "error", "critical")
+
+
+def config_paths() -> list[Path]:
+    """Configuration files searched, lowest priority first."""
+    site = Path(platformdirs.site_config_dir("pastset")) / "pastset.conf"
+    user = Path(platformdirs.user_config_dir("pastset")) / "pastset.conf"
+    return [Path("/etc/pypastset.conf"), site, Path("~/.pypastset.conf").expanduser(), user]
+
+
+def _int_at_least(low: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        value = int(text)
+        if value < low:
+            raise ValueError(f"must be at least {low}")
+        return value
+
+    return parse
+
+
+def _level(text: str) -> str:
+    if text.lower() not in LEVELS:
+        raise ValueError(f"must be one of {', '.join(LEVELS)}")
+    return text.lower()
+
+
+def _text(text: str) -> str:
+    return text
+
+
+def _ns(text: str) -> str:
+    if text:
+        host, _, port = text.rpartition(":")
+        if not host or not port.isdigit():
+            raise ValueError("must be HOST:PORT")
+    return text
+
+
+#: name -> (parser, default, meaning); the order is the order -h prints.
+SPEC: dict[str, tuple[Callable[[str], Any], str, str]] = {
+    "PSBIN": (_text, ".", "where applications and X-functions are looked up (dirs joined by ':')"),
+    "PSROOT": (_text, "", "the installation (default: the installed package)"),
+    "PSMASTER": (_text, "", "host for the server side (empty: this host)"),
+    "PSHOSTS": (_text, "", "hosts file, one host a line (empty: only this host)"),
+    "PSPROCS": (_int_at_least(0), "1", "clients to launch, in hosts-file order"),
+    "PSSSH": (_text, "ssh", "ssh command used to reach hosts"),
+    "PSPYTHON": (_text, "python", "python command on the nodes (locally: this Python)"),
+    "PSPKILL": (_text, "pkill -9 -f", "kill-by-name command (kept for compatibility; unused)"),
+    "PSWAITPROCS": (_int_at_least(0), "", "clients that must register before the app starts (default PSPROCS)"),
+    "PSLOGPATH": (_text, "", "log file (empty: no log file)"),
+    "PSLOGLEVEL": (_level, "warning", "debug, info, warning, error or critical"),
+    "PSCONFHELP": (_text, "", "configuration helper script run before the environment is read"),
+    "PSNS": (_ns, "", "name server of the current run as HOST:PORT (set by pypsrun)"),
+    "PSRUN": (_text, "", "name of the current run (set by pypsrun)"),
+    "PSTASK": (_text, "", "id of the spawned task this process runs (set by clients)"),
+}
+
+
+@dataclass
+class Settings:
+    """Typed settings of a pastset process.  Build with :meth:`Settings.load`."""
+
+    PSBIN: str = "."
+    PSROOT: str = ""
+    PSMASTER: str = ""
+    PSHOSTS: str = ""
+    PSPROCS: int = 1
+    PSSSH: str = "ssh"
+    PSPYTHON: str = "python"
+    PSPKILL: str = "pkill -9 -f"
+    PSWAITPROCS: int | None = None
+    PSLOGPATH: str = ""
+    PSLOGLEVEL: str = "warning"
+    PSCONFHELP: str = ""
+    PSNS: str = ""
+    PSRUN: str = ""
+    PSTASK: str = ""
+    #: where each value came from: "default", a file path, or "environment"
+    sources: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
+    #: problems met while loading (also logged as warnings)
+    problems: list[str] = field(default_factory=list, repr=False, compare=False)
+    #: the files that were looked for, and whether each was read
+    searched: list[tuple[Path, bool]] = field(default_factory=list, repr=False, compare=False)
+
+    @classmethod
+    def load(
+        cls,
+        environ: MutableMapping[str, str] | None = None,
+        files: list[Path] | None = None,
+        run_helper: bool = True,
+    ) -> Settings:
+        """Read defaults, then ini files, then run PSCONFHELP, then the environment."""
+        env = os.environ if environ is None else environ
+        self = cls()
+        raw: dict[str, tuple[str, str]] = {}
+        for path in config_paths() if files is None else files:
+            parser = configparser.ConfigParser(interpolation=None)
+            parser.optionxform = str  # type: ignore[assignment,method-assign]
+            try:
+                read = bool(parser.read(path))
+            except configparser.Error as err:
+                self._problem(f"configuration file {path} is malformed ({err}); it was ignored")
+                read = False
+            self.searched.append((path, read))
+            if read:
+                for key, value in parser.defaults().items():
+                    if key.upper() in SPEC:
+                        raw[key.upper()] = (value, str(path))
+        helper = env.get("PSCONFHELP", raw.get("PSCONFHELP", ("", ""))[0])
+        if run_helper and helper:
+            self._run_helper(helper, env)
+        for key in SPEC:
+            if key in env:
+                raw[key] = (env[key], "environment")
+        for key, (text, source) in raw.items():
+            parse, default, _ = SPEC[key]
+            text = text.strip()
+            if key == "PSWAITPROCS" and not text:
+                continue  # unset: follow PSPROCS
+            try:
+                value = parse(text)
+            except ValueError as err:
+                self._problem(f"{key}={text!r} from {source} is invalid ({err}); using the default {default!r}")
+                continue
+            setattr(self, key, value)
+            self.sources[key] = source
+        return self
+
+    def _problem(self, message: str) -> None:
+        self.problems.append(message)
+        log.warning("%s", message)
+
+    def _run_helper(self, helper: str, env: MutableMapping[str, str]) -> None:
+        path = Path(helper).expanduser()
+        if not path.is_file():
+            raise ConfigurationError(
+                f"PSCONFHELP={helper!r}: no such script; set PSCONFHELP to the path of a Python "
+                "script that sets PSHOSTS/PSPROCS, or unset it"
+            )
+        try:
+            runpy.run_path(str(path), run_name="__pastset_confhelp__")
+        except Exception as err:
+            raise ConfigurationError(
+                f"PSCONFHELP script {path} failed: {type(err).__name__}: {err}"
+            ) from err
+        if env is not os.environ:  # a helper writes os.environ; tests may pass their own mapping
+            for key in SPEC:
+                if key in os.environ:
+                    env.setdefault(key, os.environ[key])
+
+    # ---------------------------------------------------------------- derived
+    @property
+    def waitprocs(self) -> int:
+        """Clients to wait for: PSWAITPROCS, or PSPROCS when unset."""
+        return self.PSPROCS if self.PSWAITPROCS is None else self.PSWAITPROCS
+
+    @property
+    def psbin(self) -> list[str]:
+        """PSBIN as a list of directories."""
+        return [p for p in self.PSBIN.split(os.pathsep) if p] or ["."]
+
+    def ns_address(self) -> tuple[str, int]:
+        """The run's name server as (host, port), or ConfigurationError if unknown."""
+        if not self.PSNS:
+            raise ConfigurationError(
+                "no PastSet run to connect to: PSNS is not set. Start your program with "
+                "'pypsrun APP' (which sets PSNS and PSRUN), or set PSNS=HOST:PORT and PSRUN=NAME "
+                "of a running pypsserver"
+            )
+        host, _, port = self.PSNS.rpartition(":")
+        return host, int(port)
+
+    def child_environment(self, base: Mapping[str, str]) -> dict[str, str]:
+        """``base`` plus every PS* setting, for processes this one starts."""
+        env = dict(base)
+        for f in fields(self):
+            if f.name in SPEC:
+                value = getattr(self, f.name)
+                env[f.name] = "" if value is None else str(value)
+        return env
+
+    def describe(self) -> str:
+        """The settings, where each came from, and the files searched (for -h)."""
+        lines = ["settings (defaults < ini files [DEFAULT] < environment):"]
+        for key, (_, default, meaning) in SPEC.items():
+            value = getattr(self, key)
+            shown = "" if value is None else str(value)
+            lines.append(f"  {key:<12} = {shown!r:<24} [{self.sources.get(key, 'default')}] {meaning}")
+        lines.append("configuration files searched (lowest priority first):")
+        for path, read in self.searched or [(p, p.is_file()) for p in config_paths()]:
+            lines.append(f"  {path}{'  (read)' if read else '  (not found)'}")
+        lines.append("PYRO_* variables pass through to Pyro5 (ports, hosts, ...).")
+        return "\n".join(lines)
+
+
+SETTINGS_HELP = "Run with -h to see the settings, their sources and the files searched."
+
+
+def this_host_names() -> set[str]:
+    """Names and addresses by which this machine knows itself."""
+    names = {"", "localhost", "127.0.0.1", "::1", socket.gethostname(), socket.getfqdn()}
+    try:
+        host, aliases, addresses = socket.gethostbyname_ex(socket.gethostname())
+        names.update([host, *aliases, *addresses])
+    except OSError:
+        pass
+    return {n.lower() for n in names}
+
+
+def configure_logging(settings: Settings, name: str) -> None:
+    """Set up ``logging`` for a command from PSLOGLEVEL and PSLOGPATH."""
+    level = getattr(logging, settings.PSLOGLEVEL.upper(), logging.WARNING)
+    handlers: list[logging.Handler] = [logging.StreamHandler()]
+    if settings.PSLOGPATH:
+        try:
+            handlers.append(logging.FileHandler(settings.PSLOGPATH))
+        except OSError as err:
+            log.warning("PSLOGPATH=%r cannot be opened (%s); logging to stderr only", settings.PSLOGPATH, err)
+    logging.basicConfig(
+        level=level,
+        format=f"%(asctime)s {name} %(levelname)s %(message)s",
+        handlers=handlers,
+        force=True,
+    )
+    logging.getLogger("Pyro5").setLevel(max(level, logging.WARNING))

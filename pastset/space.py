@@ -1,0 +1,258 @@
+"""A named tuple space: the elements of one run, with no network code.
+
+The :class:`Space` maps templates to :class:`~pastset.element.Element` objects,
+loads X-functions from PSBIN, deletes elements, ends the run, and keeps the
+bookkeeping the scheduler needs to tell when a run has gone quiet (every running
+task blocked in an operation that nothing can complete any more).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+import logging
+import os
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .element import Element, check_template, deleted_error, template_key
+from .errors import (
+    AppNotFoundError,
+    PastSetError,
+    PastSetValueError,
+    RunEndedError,
+    XFunctionError,
+)
+
+__all__ = ["Space", "describe", "find_in_path", "load_xfunction"]
+
+log = logging.getLogger(__name__)
+
+
+def find_in_path(name: str, psbin: list[str], suffix: str = "") -> Path | None:
+    """The first ``name`` (+ ``suffix`` if missing) found in the PSBIN directories."""
+    if suffix and not name.endswith(suffix):
+        name += suffix
+    candidate = Path(name)
+    if candidate.is_absolute():
+        return candidate if candidate.is_file() else None
+    for folder in psbin:
+        path = Path(folder or ".") / candidate
+        if path.is_file():
+            return path.resolve()
+    return None
+
+
+def load_xfunction(name: str, psbin: list[str]) -> type[Element]:
+    """Load the ``Element`` class of X-function module ``name`` from PSBIN.
+
+    Only files found in PSBIN are loaded, never an arbitrary importable module,
+    so what a client names cannot reach outside the directories the run trusts.
+    """
+    if not isinstance(name, str) or not name.replace("_", "a").replace(".py", "").isalnum():
+        raise XFunctionError(
+            f"X-function names are module names such as 'xtypecast', got {name!r}"
+        )
+    path = find_in_path(name, psbin, ".py")
+    if path is None:
+        raise AppNotFoundError(
+            f"X-function module {name!r} not found: no {name.removesuffix('.py')}.py in PSBIN "
+            f"({os.pathsep.join(psbin)}); put the module there or point PSBIN at its directory"
+        )
+    modname = f"pastset_xfunction_{path.stem}_{abs(hash(str(path)))}"
+    module = sys.modules.get(modname)
+    if module is None:
+        spec = importlib.util.spec_from_file_location(modname, path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        try:
+            spec.loader.exec_module(module)
+        except Exception as err:
+            raise XFunctionError(
+                f"X-function module {path} failed to load: {type(err).__name__}: {err}"
+            ) from err
+        sys.modules[modname] = module
+    cls = getattr(module, "Element", None)
+    if not (isinstance(cls, type) and issubclass(cls, Element)):
+        raise XFunctionError(
+            f"X-function module {path} has no class Element(pastset.element.Element); "
+            "define one that overrides move(data) and/or observe(index)"
+        )
+    return cls
+
+
+class Space:
+    """The elements of one run, plus what is needed to end the run cleanly.
+
+    ``current_task`` tells which spawned task (if any) the calling thread serves;
+    the server supplies it from the connection, tests may leave it out.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        psbin: list[str] | None = None,
+        current_task: Callable[[], str | None] = lambda: None,
+    ) -> None:
+        self.name = name
+        self.psbin = list(psbin or ["."])
+        self._current_task = current_task
+        self._lock = threading.Lock()
+        self._by_key: dict[tuple, int] = {}
+        self._elements: dict[int, Element] = {}
+        self._xnames: dict[int, str] = {}
+        self._ids = itertools.count(1)
+        self._ended: RunEndedError | None = None
+        #: notified whenever a task starts or stops blocking, or the state changes
+        self.activity = threading.Condition()
+        self._blocked: dict[str, int] = {}
+        self._generation = 0
+        self.moves = 0
+        self.observes = 0
+
+    # ------------------------------------------------------------- elements
+    def enter(self, template: Any, xfunction: str | None = None) -> int:
+        """Create or find the element for ``template`` and return its id."""
+        template = check_template(template)
+        key = template_key(template)
+        with self._lock:
+            if self._ended is not None:
+                raise RunEndedError(*self._ended.args)
+            eid = self._by_key.get(key)
+            if eid is not None:
+                return eid
+            cls = load_xfunction(xfunction, self.psbin) if xfunction else Element
+            try:
+                element = cls(template)
+            except Exception as err:
+                raise XFunctionError(
+                    f"X-function {xfunction!r} failed to create its element: {type(err).__name__}: {err}"
+                ) from err
+            element.attach(self)
+            eid = next(self._ids)
+            self._by_key[key] = eid
+            self._elements[eid] = element
+            if xfunction:
+                self._xnames[eid] = xfunction
+            log.debug("space %s: element %d %r%s", self.name, eid, template,
+                      f" with X-function {xfunction}" if xfunction else "")
+            return eid
+
+    def element(self, eid: int) -> Element:
+        """The element with id ``eid`` (a deleted one raises on every operation)."""
+        try:
+            return self._elements[eid]
+        except (KeyError, TypeError):
+            raise PastSetValueError(
+                f"no element with id {eid!r} in this PastSet; get handles from enter()"
+            ) from None
+
+    def xfunction_of(self, eid: int) -> str | None:
+        """The X-function module name of element ``eid``, if it has one."""
+        return self._xnames.get(eid)
+
+    def delelement(self, target: int | tuple) -> None:
+        """Delete an element (by id or template) now; blocked calls on it raise."""
+        with self._lock:
+            if isinstance(target, tuple):
+                eid = self._by_key.get(template_key(check_template(target)))
+                if eid is None:
+                    return
+            else:
+                eid = target
+            element = self.element(eid)
+            key = template_key(element.template())
+            if self._by_key.get(key) == eid:
+                del self._by_key[key]
+        element.end(deleted_error(element.template()))
+
+    def elements(self) -> list[tuple[int, Element]]:
+        """The live elements, oldest first."""
+        with self._lock:
+            return [(eid, self._elements[eid]) for eid in self._by_key.values()]
+
+    def end(self, reason: str = "the run has ended") -> None:
+        """End the run: every blocked and later operation raises RunEndedError."""
+        with self._lock:
+            if self._ended is None:
+                self._ended = RunEndedError(reason)
+            elements = list(self._elements.values())
+        for element in elements:
+            element.end(RunEndedError(reason))
+
+    @property
+    def generation(self) -> int:
+        """A counter that moves on every change; equal values mean nothing happened."""
+        return self._generation
+
+    @property
+    def ended(self) -> bool:
+        """True once :meth:`end` was called."""
+        return self._ended is not None
+
+    # ------------------------------------------------ Monitor (for elements)
+    def waiting(self, step: int) -> None:
+        """Count blocked calls per task (Monitor protocol)."""
+        task = self._current_task()
+        with self.activity:
+            self._generation += 1
+            if task is not None:
+                count = self._blocked.get(task, 0) + step
+                if count:
+                    self._blocked[task] = count
+                else:
+                    self._blocked.pop(task, None)
+            self.activity.notify_all()
+
+    def changed(self) -> None:
+        """Note a state change (Monitor protocol); cheap, called under element locks."""
+        self._generation += 1
+
+    def task_gone(self, task: str) -> None:
+        """Forget a finished task's bookkeeping and wake those waiting on activity."""
+        with self.activity:
+            self._blocked.pop(task, None)
+            self._generation += 1
+            self.activity.notify_all()
+
+    def quiet(self, running: set[str]) -> bool:
+        """True if every running task is blocked and no blocked call can go on.
+
+        The generation counter guards the scan: any change while we look means
+        the answer may be stale, so we say "not quiet" and are asked again.
+        """
+        with self.activity:
+            if any(self._blocked.get(task, 0) <= 0 for task in running):
+                return False
+            before = self._generation
+        with self._lock:
+            elements = list(self._elements.values())
+        if any(element.has_ready_waiter() for element in elements):
+            return False
+        with self.activity:
+            return self._generation == before
+
+
+def describe(space: Space) -> list[dict[str, Any]]:
+    """A summary of every live element, for monitoring."""
+    rows = []
+    for eid, element in space.elements():
+        try:
+            rows.append(
+                {
+                    "id": eid,
+                    "template": repr(element.template()),
+                    "first": element.first(),
+                    "last": element.last(),
+                    "delta": element.delta(),
+                    "stored": element.stored(),
+                    "xfunction": space.xfunction_of(eid) or "",
+                }
+            )
+        except PastSetError:  # deleted or ended meanwhile
+            continue
+    return rows
+
