@@ -308,7 +308,9 @@ class Element:
 
     def template(self) -> tuple:
         """The template this element was entered with."""
-        return self.__template
+        with self.__cond:
+            self.__check()
+            return self.__template
 
     # ----------------------------------------------------- server-side extras
     def stored(self) -> int:

@@ -87,7 +87,8 @@ def _default(obj: Any) -> Any:
                     "a NumPy array of Python objects (dtype=object) cannot be sent; use a numeric dtype"
                 )
             arr = _np.ascontiguousarray(obj)
-            return msgpack.ExtType(_NDARRAY, _pack([arr.dtype.str, list(arr.shape), memoryview(arr).cast("B")]))
+            buf = memoryview(arr).cast("B") if arr.size else b""
+            return msgpack.ExtType(_NDARRAY, _pack([arr.dtype.str, list(arr.shape), buf]))
         if isinstance(obj, _np.generic):
             return obj.item()
     # Subclasses of the native types (IntEnum, OrderedDict, str subclasses ...)

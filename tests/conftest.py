@@ -1,0 +1,98 @@
+"""Shared fixtures: a real PastSet server process per test, and process checks."""
+
+from __future__ import annotations
+
+import os
+import select
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+@dataclass
+class RunningServer:
+    """A server process started for one test."""
+
+    proc: subprocess.Popen
+    address: str
+    run: str
+    psbin: Path
+
+    def env(self, **extra: str) -> dict[str, str]:
+        """Environment for a program that should join this server's run."""
+        env = dict(os.environ, PSNS=self.address, PSRUN=self.run, PSBIN=str(self.psbin))
+        env.update(extra)
+        return env
+
+
+def start_server(psbin: Path, *args: str, run: str | None = None) -> RunningServer:
+    """Start ``pypsscheduler --ready`` and wait for its READY line (no sleeps)."""
+    run = run or f"test-{uuid.uuid4().hex[:8]}"
+    cmd = [sys.executable, "-m", "pastset.commands.server", "--scheduler", "--run", run,
+           "--host", "127.0.0.1", "--port", "0", "--ready", *args]
+    env = dict(os.environ, PSBIN=str(psbin))
+    proc = subprocess.Popen(cmd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True)
+    assert proc.stdout is not None
+    ready, _, _ = select.select([proc.stdout], [], [], 30)
+    line = proc.stdout.readline().decode() if ready else ""
+    if not line.startswith("READY "):
+        proc.kill()
+        proc.wait()
+        raise RuntimeError(f"server did not start: {line!r}")
+    return RunningServer(proc, line.split()[1], run, psbin)
+
+
+def stop_server(server: RunningServer) -> None:
+    """Close the lifeline, then insist; the process must be gone afterwards."""
+    assert server.proc.stdin is not None
+    server.proc.stdin.close()
+    try:
+        server.proc.wait(10)
+    except subprocess.TimeoutExpired:
+        server.proc.kill()
+        server.proc.wait()
+    if server.proc.stdout is not None:
+        server.proc.stdout.close()
+
+
+@pytest.fixture
+def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[RunningServer]:
+    """A real server process; this test process is pointed at its run."""
+    psbin = tmp_path / "psbin"
+    psbin.mkdir()
+    srv = start_server(psbin)
+    monkeypatch.setenv("PSNS", srv.address)
+    monkeypatch.setenv("PSRUN", srv.run)
+    monkeypatch.setenv("PSBIN", str(psbin))
+    monkeypatch.delenv("PSTASK", raising=False)
+    try:
+        yield srv
+    finally:
+        stop_server(srv)
+
+
+def processes_mentioning(text: str) -> list[tuple[int, str]]:
+    """Live processes whose command line or environment mentions ``text``."""
+    found = []
+    me = os.getpid()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == me:
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            environ = (entry / "environ").read_bytes().decode(errors="replace")
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        if stat.split(")")[-1].split()[0] == "Z":
+            continue  # a zombie waiting for its parent (this test) to reap it
+        if text in cmdline or text in environ:
+            found.append((int(entry.name), cmdline.strip()))
+    return found
