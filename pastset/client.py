@@ -22,7 +22,7 @@ from .errors import BY_NAME, PastSetConnectionError, PastSetTypeError, RemoteErr
 from .naming import FACTORY, space_name
 from .settings import Settings
 
-__all__ = ["PastSet", "ElementHandle"]
+__all__ = ["ElementHandle", "PastSet"]
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +68,7 @@ class PastSet:
                     factory = ns.lookup(FACTORY)
                 except Pyro5.errors.NamingError:
                     raise PastSetConnectionError(
-                        f"no PastSet named {self._run!r} at {self._where}; "
-                        "check PSRUN, or that the run has not ended"
+                        f"no PastSet named {self._run!r} at {self._where}; check PSRUN, or that the run has not ended"
                     ) from None
             with Pyro5.api.Proxy(factory) as opener:
                 opener._pyroTimeout = 10
@@ -147,7 +146,7 @@ class PastSet:
         for proxy in proxies:
             try:
                 proxy._pyroRelease()
-            except Exception:  # noqa: BLE001 - releasing a proxy owned by a dead thread
+            except Exception:
                 pass
         self._local = threading.local()
 
@@ -164,7 +163,7 @@ class PastSet:
 class ElementHandle:
     """A handle on one element; every call goes to the server and blocks as specified."""
 
-    __slots__ = ("_pset", "_eid", "_template")
+    __slots__ = ("_eid", "_pset", "_template")
 
     def __init__(self, pset: PastSet, eid: int, template: tuple) -> None:
         self._pset = pset
@@ -209,4 +208,3 @@ def _timeout(timeout: float | None) -> float | None:
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
         raise PastSetTypeError(f"timeout must be a number of seconds or None, got {type(timeout).__name__}")
     return float(timeout)
-

@@ -35,7 +35,7 @@ from .errors import (
     PastSetValueError,
 )
 
-__all__ = ["Element", "Monitor", "check_template", "check_index", "check_delta", "deadline"]
+__all__ = ["Element", "Monitor", "check_delta", "check_index", "check_template", "deadline"]
 
 _limits = threading.local()
 
@@ -392,9 +392,7 @@ class Element:
                     if remaining <= 0 or not self.__cond.wait(remaining):
                         if ready():
                             break
-                        raise PastSetTimeoutError(
-                            f"operation on element {self.__template!r} did not complete in time"
-                        )
+                        raise PastSetTimeoutError(f"operation on element {self.__template!r} did not complete in time")
         finally:
             self.__monitor.waiting(-1)
 

@@ -10,19 +10,19 @@ what to do about it.
 from __future__ import annotations
 
 __all__ = [
+    "AppNotFoundError",
+    "ConfigurationError",
+    "ElementDeletedError",
+    "ExpiredError",
+    "PastSetConnectionError",
     "PastSetError",
+    "PastSetTimeoutError",
     "PastSetTypeError",
     "PastSetValueError",
-    "ExpiredError",
-    "ElementDeletedError",
-    "PastSetTimeoutError",
-    "PastSetConnectionError",
+    "RemoteError",
     "RunEndedError",
-    "ConfigurationError",
-    "AppNotFoundError",
     "SerialisationError",
     "XFunctionError",
-    "RemoteError",
 ]
 
 

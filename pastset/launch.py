@@ -17,6 +17,7 @@ import os
 import secrets
 import select
 import signal
+import site
 import socket
 import subprocess
 import sys
@@ -34,7 +35,7 @@ from .proc import exit_status, stop_process
 from .settings import Settings, this_host_names
 from .space import find_in_path
 
-__all__ = ["Run", "new_run_id", "find_app", "read_hosts"]
+__all__ = ["Run", "find_app", "new_run_id", "read_hosts"]
 
 log = logging.getLogger(__name__)
 
@@ -72,9 +73,7 @@ def read_hosts(path: str) -> list[str]:
         if not line:
             continue
         if len(line.split()) != 1:
-            raise ConfigurationError(
-                f"{path}:{number}: expected one host name on the line, got {raw.strip()!r}"
-            )
+            raise ConfigurationError(f"{path}:{number}: expected one host name on the line, got {raw.strip()!r}")
         hosts.append(line)
     return hosts
 
@@ -119,6 +118,11 @@ class Run:
     def _env(self) -> dict[str, str]:
         env = self.settings.child_environment(os.environ)
         env["PYTHONUNBUFFERED"] = "1"
+        root = str(Path(__file__).resolve().parent.parent)
+        if root not in [*site.getsitepackages(), site.getusersitepackages()]:
+            # Running from a checkout (bin/ wrappers): children must import this pastset too.
+            paths = [root, *[p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]]
+            env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
         return env
 
     def _python(self, module: str, *args: str) -> list[str]:
@@ -126,10 +130,20 @@ class Run:
 
     def start_server(self) -> str:
         """Start the server side and return its name server address when it listens."""
-        cmd = self._python("pastset.commands.server", "--scheduler", "--run", self.run_id,
-                           "--host", "127.0.0.1", "--port", "0", "--ready")
-        self.server = subprocess.Popen(cmd, env=self._env(), stdin=subprocess.PIPE,
-                                       stdout=subprocess.PIPE, start_new_session=True)
+        cmd = self._python(
+            "pastset.commands.server",
+            "--scheduler",
+            "--run",
+            self.run_id,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--ready",
+        )
+        self.server = subprocess.Popen(
+            cmd, env=self._env(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True
+        )
         assert self.server.stdout is not None
         ready, _, _ = select.select([self.server.stdout], [], [], READY_TIMEOUT)
         line = self.server.stdout.readline().decode().strip() if ready else ""
@@ -152,8 +166,7 @@ class Run:
         """Start PSPROCS clients and wait for PSWAITPROCS of them to register."""
         env = self._env()
         for number in range(self.settings.PSPROCS):
-            cmd = self._python("pastset.commands.client", "--run", self.run_id, "--number", str(number),
-                               "--lifeline")
+            cmd = self._python("pastset.commands.client", "--run", self.run_id, "--number", str(number), "--lifeline")
             self.clients.append(subprocess.Popen(cmd, env=env, stdin=subprocess.PIPE, start_new_session=True))
         want = min(self.settings.waitprocs, self.settings.PSPROCS) if self.settings.PSPROCS else 0
         if want <= 0:
@@ -170,15 +183,15 @@ class Run:
                     failed.append(f"server: {err}")
             done.set()
 
-        def watch(proc: subprocess.Popen) -> None:
+        def watch(number: int, proc: subprocess.Popen) -> None:
             code = proc.wait()
             if not done.is_set():
-                failed.append(f"client {proc.args[-1]} exited with status {exit_status(code)}")
+                failed.append(f"client {number} exited with status {exit_status(code)}")
                 done.set()
 
         threading.Thread(target=registered, daemon=True).start()
-        for proc in self.clients:
-            threading.Thread(target=watch, args=(proc,), daemon=True).start()
+        for number, proc in enumerate(self.clients):
+            threading.Thread(target=watch, args=(number, proc), daemon=True).start()
         done.wait(READY_TIMEOUT + 1)
         count = self.scheduler.wait_clients(want, 0)
         if count < want:
@@ -241,9 +254,7 @@ class Run:
         """Stop clients, then the server; bounded, escalating, nothing left behind."""
         if self.scheduler is not None:
             self.scheduler._pyroRelease()
-        stoppers = [
-            threading.Thread(target=stop_process, args=(proc, 5.0, True)) for proc in self.clients
-        ]
+        stoppers = [threading.Thread(target=stop_process, args=(proc, 5.0, True)) for proc in self.clients]
         for thread in stoppers:
             thread.start()
         for thread in stoppers:

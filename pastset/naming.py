@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["FACTORY", "space_name", "scheduler_name"]
+__all__ = ["FACTORY", "scheduler_name", "space_name"]
 
 #: the object of a long-lived pypsserver that opens named spaces on demand
 FACTORY = "pastset.server"

@@ -9,6 +9,7 @@ On Linux a child also asks the kernel for a signal when its parent dies.
 from __future__ import annotations
 
 import ctypes
+import itertools
 import logging
 import os
 import signal
@@ -17,7 +18,7 @@ import sys
 import threading
 from collections.abc import Callable
 
-__all__ = ["die_with_parent", "watch_lifeline", "stop_process", "exit_status"]
+__all__ = ["die_with_parent", "end_pids", "exit_status", "processes_of_run", "stop_process", "watch_lifeline"]
 
 log = logging.getLogger(__name__)
 
@@ -86,3 +87,65 @@ def exit_status(returncode: int | None) -> int:
     if returncode is None:
         return 1
     return 128 - returncode if returncode < 0 else returncode
+
+
+def processes_of_run(run_id: str) -> list[int]:
+    """Pids of this user's processes that belong to run ``run_id``.
+
+    A process belongs to a run when its command line carries ``--run RUN_ID``
+    (server, clients) or its environment has ``PSRUN=RUN_ID`` (apps, tasks).
+    Matching the run's identity, never a program name, keeps other users' and
+    other runs' processes safe.
+    """
+    found = []
+    me, uid = os.getpid(), os.getuid()
+    marker_env = f"PSRUN={run_id}".encode()
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit() or int(entry.name) == me:
+            continue
+        try:
+            if entry.stat().st_uid != uid:
+                continue
+            with open(f"/proc/{entry.name}/cmdline", "rb") as f:
+                args = f.read().split(b"\0")
+            with open(f"/proc/{entry.name}/environ", "rb") as f:
+                environ = f.read().split(b"\0")
+        except OSError:
+            continue
+        in_args = any(a == b"--run" and b == run_id.encode() for a, b in itertools.pairwise(args))
+        if in_args or marker_env in environ:
+            found.append(int(entry.name))
+    return sorted(found)
+
+
+def end_pids(pids: list[int], grace: float = 3.0) -> list[int]:
+    """SIGTERM ``pids``, wait up to ``grace`` s, SIGKILL what is left; return the ended ones."""
+    import time
+
+    ended = []
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGTERM)
+            ended.append(pid)
+        except (ProcessLookupError, PermissionError):
+            pass
+    until = time.monotonic() + grace
+    alive = list(ended)
+    while alive and time.monotonic() < until:
+        alive = [pid for pid in alive if _exists(pid)]
+        if alive:
+            time.sleep(0.05)
+    for pid in alive:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return ended
+
+
+def _exists(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False

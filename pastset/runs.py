@@ -18,7 +18,7 @@ import platformdirs
 
 from .errors import ConfigurationError
 
-__all__ = ["runs_dir", "record_run", "forget_run", "list_runs", "pick_run"]
+__all__ = ["forget_run", "list_runs", "pick_run", "record_run", "runs_dir"]
 
 
 def runs_dir() -> Path:
@@ -59,7 +59,7 @@ def _alive(pid: int) -> bool:
 
 def list_runs() -> list[dict[str, Any]]:
     """Every recorded run, oldest first, with ``alive`` telling if its pypsrun still runs."""
-    rows = []
+    rows: list[dict[str, Any]] = []
     folder = runs_dir()
     if not folder.is_dir():
         return rows

@@ -24,7 +24,7 @@ from typing import Any
 from .errors import AppNotFoundError, PastSetTimeoutError, PastSetTypeError, RunEndedError
 from .space import Space, find_in_path
 
-__all__ = ["Scheduler", "Task", "ClientInfo"]
+__all__ = ["ClientInfo", "Scheduler", "Task"]
 
 log = logging.getLogger(__name__)
 
@@ -66,9 +66,7 @@ def normalise_args(args: object) -> list[str]:
         return args.split() if args.strip() else []
     if isinstance(args, (list, tuple)):
         return [str(a) for a in args]
-    raise PastSetTypeError(
-        f"spawn arguments must be a string or a list/tuple, got {type(args).__name__}"
-    )
+    raise PastSetTypeError(f"spawn arguments must be a string or a list/tuple, got {type(args).__name__}")
 
 
 class Scheduler:
@@ -207,8 +205,9 @@ class Scheduler:
             self._cond.notify_all()
         self.space.task_gone(tid)
         if task.state == "failed":
-            log.warning("task %s (%s %s) on %s failed with status %s", tid, task.app,
-                        " ".join(task.args), task.host, status)
+            log.warning(
+                "task %s (%s %s) on %s failed with status %s", tid, task.app, " ".join(task.args), task.host, status
+            )
 
     # ------------------------------------------------------------- the end
     def _quiet(self) -> bool:
@@ -246,8 +245,7 @@ class Scheduler:
         with self._cond:
             self._ended = True
             if self._queue:
-                log.warning("%d spawned task(s) never ran: %s", len(self._queue),
-                            ", ".join(t.app for t in self._queue))
+                log.warning("%d spawned task(s) never ran: %s", len(self._queue), ", ".join(t.app for t in self._queue))
             self._cond.notify_all()
         self.space.end("the run has ended")
 

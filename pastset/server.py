@@ -23,24 +23,25 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import traceback
 from collections.abc import Callable
 from typing import Any
 
 import Pyro5.api
 import Pyro5.callcontext
-from Pyro5 import config as pyro_config
 import Pyro5.core
 import Pyro5.nameserver
+from Pyro5 import config as pyro_config
 
 from . import wire
 from .element import Element, deadline
 from .errors import ConfigurationError, PastSetError, PastSetValueError, RemoteError, XFunctionError
-from .scheduler import Scheduler
 from .naming import FACTORY, scheduler_name, space_name
+from .scheduler import Scheduler
 from .space import Space, describe
 
-__all__ = ["Server", "SpaceService", "SchedulerService", "space_name", "scheduler_name"]
+__all__ = ["SchedulerService", "Server", "SpaceService", "scheduler_name", "space_name"]
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,29 @@ def _error_reply(err: BaseException) -> bytes:
     return wire.encode((1, name, str(err), remote))
 
 
+class _Gauge:
+    """Counts calls in progress, so a stopping server can let their replies go out."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._count = 0
+
+    def __enter__(self) -> None:
+        with self._cond:
+            self._count += 1
+
+    def __exit__(self, *exc: object) -> None:
+        with self._cond:
+            self._count -= 1
+            if not self._count:
+                self._cond.notify_all()
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Block until no call is in progress (or ``timeout``); True if idle."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self._count == 0, timeout)
+
+
 @Pyro5.api.expose
 class SpaceService:
     """The Pyro5 face of one :class:`~pastset.space.Space`: a single ``call`` entry.
@@ -76,6 +100,7 @@ class SpaceService:
     def __init__(self, space: Space, scheduler: Scheduler | None = None) -> None:
         self.space = space
         self.scheduler = scheduler
+        self.calls = _Gauge()
         self._ops: dict[str, Callable[..., Any]] = {
             "enter": self._enter,
             "move": self._move,
@@ -93,6 +118,10 @@ class SpaceService:
 
     def call(self, request: bytes) -> bytes:
         """Run one encoded operation and return the encoded reply."""
+        with self.calls:
+            return self._call(request)
+
+    def _call(self, request: bytes) -> bytes:
         try:
             if not isinstance(request, bytes):
                 raise wire.SerialisationError(
@@ -250,6 +279,7 @@ class Server:
         self.psbin = psbin or ["."]
         self.spaces: dict[str, Space] = {}
         self.schedulers: dict[str, Scheduler] = {}
+        self.services: list[SpaceService] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self.daemon = _Daemon(self, host, port)
@@ -273,7 +303,9 @@ class Server:
                 return space
             space = Space(run, self.psbin, _current_task)
             sched = Scheduler(space) if scheduler else None
-            uri = self.daemon.register(SpaceService(space, sched), space_name(run))
+            service = SpaceService(space, sched)
+            self.services.append(service)
+            uri = self.daemon.register(service, space_name(run))
             self.daemon.nameserver.register(space_name(run), uri)
             if sched is not None:
                 suri = self.daemon.register(SchedulerService(sched), scheduler_name(run))
@@ -299,8 +331,14 @@ class Server:
         except OSError:  # pragma: no cover - socket already gone
             pass
 
-    def close(self) -> None:
-        """Close the listening socket (worker threads are daemons and end with the process)."""
+    def close(self, grace: float = 2.0) -> None:
+        """Let replies to ended calls go out (bounded), then close the listening socket.
+
+        Worker threads are daemons and end with the process.
+        """
+        until = time.monotonic() + grace
+        for service in self.services:
+            service.calls.wait_idle(max(0.0, until - time.monotonic()))
         try:
             self.daemon.sock.close()
         except OSError:  # pragma: no cover

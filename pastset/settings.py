@@ -25,7 +25,7 @@ import platformdirs
 
 from .errors import ConfigurationError
 
-__all__ = ["Settings", "config_paths", "SETTINGS_HELP"]
+__all__ = ["SETTINGS_HELP", "Settings", "config_paths"]
 
 log = logging.getLogger(__name__)
 
@@ -171,9 +171,7 @@ class Settings:
         try:
             runpy.run_path(str(path), run_name="__pastset_confhelp__")
         except Exception as err:
-            raise ConfigurationError(
-                f"PSCONFHELP script {path} failed: {type(err).__name__}: {err}"
-            ) from err
+            raise ConfigurationError(f"PSCONFHELP script {path} failed: {type(err).__name__}: {err}") from err
         if env is not os.environ:  # a helper writes os.environ; tests may pass their own mapping
             for key in SPEC:
                 if key in os.environ:
@@ -213,7 +211,7 @@ class Settings:
     def describe(self) -> str:
         """The settings, where each came from, and the files searched (for -h)."""
         lines = ["settings (defaults < ini files [DEFAULT] < environment):"]
-        for key, (_, default, meaning) in SPEC.items():
+        for key, (_, _default, meaning) in SPEC.items():
             value = getattr(self, key)
             shown = "" if value is None else str(value)
             lines.append(f"  {key:<12} = {shown!r:<24} [{self.sources.get(key, 'default')}] {meaning}")

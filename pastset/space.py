@@ -53,9 +53,7 @@ def load_xfunction(name: str, psbin: list[str]) -> type[Element]:
     so what a client names cannot reach outside the directories the run trusts.
     """
     if not isinstance(name, str) or not name.replace("_", "a").replace(".py", "").isalnum():
-        raise XFunctionError(
-            f"X-function names are module names such as 'xtypecast', got {name!r}"
-        )
+        raise XFunctionError(f"X-function names are module names such as 'xtypecast', got {name!r}")
     path = find_in_path(name, psbin, ".py")
     if path is None:
         raise AppNotFoundError(
@@ -71,9 +69,7 @@ def load_xfunction(name: str, psbin: list[str]) -> type[Element]:
         try:
             spec.loader.exec_module(module)
         except Exception as err:
-            raise XFunctionError(
-                f"X-function module {path} failed to load: {type(err).__name__}: {err}"
-            ) from err
+            raise XFunctionError(f"X-function module {path} failed to load: {type(err).__name__}: {err}") from err
         sys.modules[modname] = module
     cls = getattr(module, "Element", None)
     if not (isinstance(cls, type) and issubclass(cls, Element)):
@@ -137,8 +133,13 @@ class Space:
             self._elements[eid] = element
             if xfunction:
                 self._xnames[eid] = xfunction
-            log.debug("space %s: element %d %r%s", self.name, eid, template,
-                      f" with X-function {xfunction}" if xfunction else "")
+            log.debug(
+                "space %s: element %d %r%s",
+                self.name,
+                eid,
+                template,
+                f" with X-function {xfunction}" if xfunction else "",
+            )
             return eid
 
     def element(self, eid: int) -> Element:
@@ -146,9 +147,7 @@ class Space:
         try:
             return self._elements[eid]
         except (KeyError, TypeError):
-            raise PastSetValueError(
-                f"no element with id {eid!r} in this PastSet; get handles from enter()"
-            ) from None
+            raise PastSetValueError(f"no element with id {eid!r} in this PastSet; get handles from enter()") from None
 
     def xfunction_of(self, eid: int) -> str | None:
         """The X-function module name of element ``eid``, if it has one."""
@@ -255,4 +254,3 @@ def describe(space: Space) -> list[dict[str, Any]]:
         except PastSetError:  # deleted or ended meanwhile
             continue
     return rows
-

@@ -23,18 +23,18 @@ import msgpack
 
 from .errors import SerialisationError
 
+_np: Any
 try:  # NumPy is optional; arrays are supported when it is installed.
     import numpy as _np
 except ImportError:  # pragma: no cover - exercised only without numpy
     _np = None
 
-__all__ = ["encode", "decode", "SUPPORTED"]
+__all__ = ["SUPPORTED", "decode", "encode"]
 
 _TUPLE, _TYPE, _COMPLEX, _SET, _FROZENSET, _NDARRAY, _BIGINT = range(1, 8)
 
 _TYPES: dict[str, type] = {
-    t.__name__: t
-    for t in (int, float, complex, str, bytes, bytearray, bool, tuple, list, dict, set, frozenset, object)
+    t.__name__: t for t in (int, float, complex, str, bytes, bytearray, bool, tuple, list, dict, set, frozenset, object)
 }
 _TYPES["NoneType"] = type(None)
 if _np is not None:
@@ -87,14 +87,14 @@ def _default(obj: Any) -> Any:
                     "a NumPy array of Python objects (dtype=object) cannot be sent; use a numeric dtype"
                 )
             arr = _np.ascontiguousarray(obj)
-            buf = memoryview(arr).cast("B") if arr.size else b""
+            buf = memoryview(arr).cast("B") if arr.size else b""  # type: ignore[arg-type]
             return msgpack.ExtType(_NDARRAY, _pack([arr.dtype.str, list(arr.shape), buf]))
         if isinstance(obj, _np.generic):
             return obj.item()
     # Subclasses of the native types (IntEnum, OrderedDict, str subclasses ...)
     for base in (bool, int, float, str, bytes, list, dict):
         if isinstance(obj, base):
-            return base(obj)
+            return base(obj)  # type: ignore[arg-type]
     if isinstance(obj, tuple):  # namedtuple and other tuple subclasses
         return msgpack.ExtType(_TUPLE, _pack(list(obj)))
     if isinstance(obj, bytearray):

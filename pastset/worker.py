@@ -20,7 +20,7 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Any, BinaryIO
+from typing import IO, Any
 
 import Pyro5.api
 import Pyro5.errors
@@ -141,7 +141,7 @@ class Worker:
         return exit_status(code), tail
 
 
-def _forward(source: BinaryIO, sink: BinaryIO) -> str:
+def _forward(source: IO[bytes], sink: IO[bytes]) -> str:
     """Copy ``source`` to ``sink`` as it comes; return its last lines."""
     tail: collections.deque[bytes] = collections.deque(maxlen=TAIL_LINES)
     for line in iter(source.readline, b""):

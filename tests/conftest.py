@@ -35,8 +35,20 @@ class RunningServer:
 def start_server(psbin: Path, *args: str, run: str | None = None) -> RunningServer:
     """Start ``pypsscheduler --ready`` and wait for its READY line (no sleeps)."""
     run = run or f"test-{uuid.uuid4().hex[:8]}"
-    cmd = [sys.executable, "-m", "pastset.commands.server", "--scheduler", "--run", run,
-           "--host", "127.0.0.1", "--port", "0", "--ready", *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pastset.commands.server",
+        "--scheduler",
+        "--run",
+        run,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--ready",
+        *args,
+    ]
     env = dict(os.environ, PSBIN=str(psbin))
     proc = subprocess.Popen(cmd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True)
     assert proc.stdout is not None
@@ -60,6 +72,20 @@ def stop_server(server: RunningServer) -> None:
         server.proc.wait()
     if server.proc.stdout is not None:
         server.proc.stdout.close()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def private_dirs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Run files and configuration of the tests stay out of the user's own."""
+    saved = {k: os.environ.get(k) for k in ("XDG_RUNTIME_DIR", "XDG_CONFIG_HOME")}
+    os.environ["XDG_RUNTIME_DIR"] = str(tmp_path_factory.mktemp("runtime"))
+    os.environ["XDG_CONFIG_HOME"] = str(tmp_path_factory.mktemp("config"))
+    yield
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
 
 
 @pytest.fixture

@@ -288,7 +288,7 @@ def test_end_wakes_blocked_calls_and_refuses_later_ones():
     e.move((0, 0.0))
     t1 = start(move)
     wait_until(lambda: w.blocked == 1)
-    e2, w2 = element()
+    e2, _ = element()
     e2.end(ElementDeletedError("gone"))
     for call in (e2.move, e2.observe, e2.first, e2.last):
         with pytest.raises(ElementDeletedError):

@@ -10,6 +10,7 @@ import time
 
 import numpy as np
 import pytest
+from conftest import start_server, stop_server
 
 import pastset
 from pastset.errors import (
@@ -22,8 +23,6 @@ from pastset.errors import (
     SerialisationError,
     XFunctionError,
 )
-
-from .conftest import start_server, stop_server
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -333,6 +332,7 @@ def test_thousand_clients_blocked_at_once_and_one_more_is_served(server):
     lock = threading.Lock()
     threading.stack_size(256 * 1024)
     try:
+
         def block() -> None:
             value = gate.observe()[0]  # each thread gets its own connection
             with lock:

@@ -50,8 +50,13 @@ def test_nested_tuples_stay_tuples_and_lists_stay_lists():
 
 
 def test_numpy_arrays_round_trip_with_dtype_and_shape():
-    for arr in (np.arange(24, dtype=np.int16).reshape(2, 3, 4), np.linspace(0, 1, 7),
-                np.zeros((0, 3)), np.arange(10)[::2], np.array([1 + 2j])):
+    for arr in (
+        np.arange(24, dtype=np.int16).reshape(2, 3, 4),
+        np.linspace(0, 1, 7),
+        np.zeros((0, 3)),
+        np.arange(10)[::2],
+        np.array([1 + 2j]),
+    ):
         back = decode(encode(("m", arr)))[1]
         assert back.dtype == arr.dtype and back.shape == arr.shape
         assert np.array_equal(back, arr)

@@ -26,8 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run", default=None, help="the run to join (default PSRUN)")
     parser.add_argument("--ns", default=None, help="the run's name server HOST:PORT (default PSNS)")
     parser.add_argument("--number", default="0", help="this client's number in its run (for logs)")
-    parser.add_argument("--lifeline", action="store_true",
-                        help="stop when standard input closes (set by pypsrun)")
+    parser.add_argument("--lifeline", action="store_true", help="stop when standard input closes (set by pypsrun)")
     options = parser.parse_args(argv)
     configure_logging(settings, f"pypsclient[{options.number}]")
     if options.run:

@@ -49,8 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     status = 1
     try:
         address = run.start_server()
-        record_run(run.run_id, {"pid": os.getpid(), "app": str(run.app_path), "args": options.args,
-                                "ns": address})
+        record_run(run.run_id, {"pid": os.getpid(), "app": str(run.app_path), "args": options.args, "ns": address})
         run.start_clients()
         status = run.run_app()
         run.finish(quietly=status == 0 and run._interrupts == 0)

@@ -42,10 +42,17 @@ def main(argv: list[str] | None = None, prog: str = "pypsserver", scheduler: boo
     argv = sys.argv[1:] if argv is None else argv
     settings = Settings.load(run_helper=False)
     parser = parser_for(prog, (__doc__ or "").split("\n\n")[1], settings)
-    parser.add_argument("--host", default="127.0.0.1",
-                        help="address to listen on (default 127.0.0.1; use this host's address for clients elsewhere)")
-    parser.add_argument("--port", type=int, default=None,
-                        help=f"name server port (default PYRO_NS_PORT, now {pyro_config.NS_PORT}; 0: any free port)")
+    parser.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1; use this host's address for clients elsewhere)",
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=None,
+        help=f"name server port (default PYRO_NS_PORT, now {pyro_config.NS_PORT}; 0: any free port)",
+    )
     parser.add_argument("--run", action="append", default=[], help="host this run's space from the start")
     parser.add_argument("--scheduler", action="store_true", default=scheduler, help="also run a scheduler")
     parser.add_argument("--ready", action="store_true", help=argparse_suppress())
@@ -59,8 +66,9 @@ def main(argv: list[str] | None = None, prog: str = "pypsserver", scheduler: boo
     try:
         server = Server(options.host, port, settings.psbin, on_demand=not options.run)
     except OSError as err:
-        sys.stderr.write(f"{prog}: cannot listen on {options.host}:{port}: {err.strerror}; "
-                         "choose another --port (or PYRO_NS_PORT)\n")
+        sys.stderr.write(
+            f"{prog}: cannot listen on {options.host}:{port}: {err.strerror}; choose another --port (or PYRO_NS_PORT)\n"
+        )
         return 1
     for run in options.run:
         server.open(run, scheduler=options.scheduler)

@@ -1,0 +1,100 @@
+"""Settings: defaults < ini files < environment, PSCONFHELP, invalid values."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from pastset.errors import ConfigurationError
+from pastset.settings import Settings, config_paths
+
+
+def ini(path: Path, **values: str) -> Path:
+    path.write_text("[DEFAULT]\n" + "".join(f"{k} = {v}\n" for k, v in values.items()))
+    return path
+
+
+def test_defaults_match_the_contract():
+    s = Settings.load(environ={}, files=[])
+    assert (s.PSBIN, s.PSMASTER, s.PSHOSTS, s.PSPROCS, s.PSSSH, s.PSPYTHON) == (".", "", "", 1, "ssh", "python")
+    assert (s.PSPKILL, s.PSLOGPATH, s.PSLOGLEVEL, s.PSCONFHELP) == ("pkill -9 -f", "", "warning", "")
+    assert s.waitprocs == 1
+
+
+def test_files_override_defaults_and_environment_overrides_files(tmp_path):
+    low = ini(tmp_path / "low.conf", PSPROCS="3", PSLOGLEVEL="info", PSBIN="/low")
+    high = ini(tmp_path / "high.conf", PSPROCS="5")
+    s = Settings.load(environ={"PSBIN": "/env"}, files=[low, high, tmp_path / "missing.conf"])
+    assert (s.PSPROCS, s.PSLOGLEVEL, s.PSBIN) == (5, "info", "/env")
+    assert s.sources["PSPROCS"] == str(high) and s.sources["PSBIN"] == "environment"
+    assert s.waitprocs == 5
+    assert [read for _, read in s.searched] == [True, True, False]
+
+
+def test_waitprocs_follows_procs_unless_set():
+    assert Settings.load(environ={"PSPROCS": "4"}, files=[]).waitprocs == 4
+    assert Settings.load(environ={"PSPROCS": "4", "PSWAITPROCS": "2"}, files=[]).waitprocs == 2
+
+
+@pytest.mark.parametrize(
+    ("key", "bad", "default"),
+    [
+        ("PSPROCS", "many", 1),
+        ("PSPROCS", "-2", 1),
+        ("PSLOGLEVEL", "loud", "warning"),
+        ("PSWAITPROCS", "x", None),
+    ],
+)
+def test_invalid_values_fall_back_with_a_warning_naming_them(key, bad, default, caplog):
+    with caplog.at_level(logging.WARNING):
+        s = Settings.load(environ={key: bad}, files=[])
+    assert getattr(s, key) == default
+    assert any(key in m and bad in m for m in s.problems)
+    assert key in caplog.text
+
+
+def test_malformed_ini_file_is_reported_and_skipped(tmp_path):
+    bad = tmp_path / "bad.conf"
+    bad.write_text("PSPROCS = 3\n[DEFAULT\n")
+    s = Settings.load(environ={}, files=[bad])
+    assert s.PSPROCS == 1
+    assert any(str(bad) in m for m in s.problems)
+
+
+def test_confhelp_runs_before_the_environment_is_read(tmp_path, monkeypatch):
+    helper = tmp_path / "helper.py"
+    hosts = tmp_path / "nodes"
+    helper.write_text(f"import os\nos.environ['PSPROCS'] = '6'\nos.environ['PSHOSTS'] = {str(hosts)!r}\n")
+    monkeypatch.delenv("PSPROCS", raising=False)
+    monkeypatch.delenv("PSHOSTS", raising=False)
+    monkeypatch.setenv("PSCONFHELP", str(helper))
+    s = Settings.load(files=[])
+    assert (s.PSPROCS, s.PSHOSTS) == (6, str(hosts))
+
+
+def test_confhelp_from_ini_file_and_failures_are_clear(tmp_path, monkeypatch):
+    monkeypatch.delenv("PSCONFHELP", raising=False)
+    conf = ini(tmp_path / "c.conf", PSCONFHELP=str(tmp_path / "nope.py"))
+    with pytest.raises(ConfigurationError, match="nope.py"):
+        Settings.load(files=[conf])
+    broken = tmp_path / "broken.py"
+    broken.write_text("raise KeyError('SLURM_JOB_NODELIST')\n")
+    monkeypatch.setenv("PSCONFHELP", str(broken))
+    with pytest.raises(ConfigurationError, match="SLURM_JOB_NODELIST"):
+        Settings.load(files=[])
+
+
+def test_search_path_includes_compatibility_and_platform_files():
+    names = [str(p) for p in config_paths()]
+    assert names[0] == "/etc/pypastset.conf"
+    assert any(n.endswith(".pypastset.conf") for n in names)
+    assert sum(n.endswith("pastset/pastset.conf") for n in names) == 2
+
+
+def test_describe_shows_values_sources_and_files(tmp_path):
+    conf = ini(tmp_path / "c.conf", PSPROCS="2")
+    text = Settings.load(environ={"PSLOGLEVEL": "debug"}, files=[conf]).describe()
+    assert "PSPROCS" in text and str(conf) in text and "(read)" in text
+    assert "'debug'" in text and "[environment]" in text
