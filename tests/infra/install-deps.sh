@@ -15,7 +15,7 @@
 # the root namespace that was not there before the install.
 set -eu
 
-PACKAGES="openssh-server openssh-client iproute2 util-linux"
+PACKAGES="openssh-server openssh-client iproute2 util-linux procps"
 
 export DEBIAN_FRONTEND=noninteractive
 

@@ -10,7 +10,7 @@ Usage::
         print(slurm.read_output(job_id))
 
 Everything lives in one private temporary directory (``slurm.conf``, munge
-key/socket/pid/log/seed, controller state, slurmd spool, logs, job output):
+key/socket/pid/seed, controller state, slurmd spool, daemon logs, job output):
 
 * a fresh munge key is generated and a private ``munged`` is started as the
   ``munge`` user with its own socket; slurm is pointed at it with
@@ -43,6 +43,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,7 +80,7 @@ TERMINAL_STATES = frozenset(
     }
 )
 
-_DAEMON_NAMES = ("munged", "slurmctld", "slurmd", "slurmstepd")
+_DAEMON_NAMES = ("munged", "slurmctld", "slurmd", "slurmstepd", "slurmscriptd")
 _REQUIRED_BINARIES = ("munged", "slurmctld", "slurmd", "sbatch", "scontrol", "scancel")
 _POLL = 0.05  # seconds between readiness/state polls
 _UNIX_PATH_MAX = 107  # sun_path is 108 bytes including the NUL
@@ -102,11 +103,22 @@ class JobStatus(NamedTuple):
 
 @dataclass(frozen=True)
 class StrayProcess:
-    """A still running process that belongs to a (former) test cluster."""
+    """A running process that belongs to a (possibly former) test cluster."""
 
     pid: int
+    ppid: int
     name: str
     cmdline: str
+
+    @property
+    def orphaned(self) -> bool:
+        """A daemon whose owner (the test process that started it) is gone.
+
+        Daemons of a live cluster are children of the process that started
+        them; orphans are re-parented to init.  ``slurmstepd`` always runs
+        detached, so this is only meaningful for munged/slurmctld/slurmd.
+        """
+        return self.ppid == 1 and self.name != "slurmstepd"
 
 
 def slurm_available() -> str | None:
@@ -139,14 +151,15 @@ def _read_proc(pid: int, what: str) -> bytes:
 
 
 def find_stray_processes(root: str | os.PathLike[str] | None = None) -> list[StrayProcess]:
-    """List running munged/slurmctld/slurmd/slurmstepd processes of test clusters.
+    """List running munged/slurmctld/slurmd/slurmstepd/slurmscriptd of test clusters.
 
     A process is reported if its command line references ``root`` (or, when
     ``root`` is ``None``, any directory whose name starts with
-    :data:`DIR_PREFIX`), or -- for ``slurmstepd`` and job processes, whose
-    command line does not name a config file -- if its environment has
-    ``SLURM_CONF`` pointing there.  This is for diagnostics only: nothing is
-    ever killed by name.
+    :data:`DIR_PREFIX`), or -- for ``slurmstepd``/``slurmscriptd``, whose
+    command lines do not name a config file -- if its environment has
+    ``SLURM_CONF`` pointing there.  With ``root=None`` this includes the daemons of clusters that are
+    still running; :attr:`StrayProcess.orphaned` tells the leftovers of dead
+    test processes apart.  For diagnostics only: nothing is killed here.
     """
     needle = (os.fspath(root).rstrip("/") + "/") if root is not None else "/" + DIR_PREFIX
     needle_b = needle.encode()
@@ -169,7 +182,9 @@ def find_stray_processes(root: str | os.PathLike[str] | None = None) -> list[Str
                     break
         if ours:
             cmdline = raw.replace(b"\0", b" ").decode(errors="replace").strip()
-            found.append(StrayProcess(pid, name, cmdline))
+            stat = _read_proc(pid, "stat").decode(errors="replace").rpartition(")")[2].split()
+            ppid = int(stat[1]) if len(stat) > 1 else 0
+            found.append(StrayProcess(pid, ppid, name, cmdline))
     return found
 
 
@@ -187,6 +202,28 @@ def _free_ports(count: int) -> list[int]:
             s.close()
 
 
+def _node_hardware() -> str:
+    """Hardware part of a NodeName line as detected by ``slurmd -C``.
+
+    Matching slurmd's own view exactly avoids warnings and, worse, the node
+    being drained for a "Low socket*core*thread count".  Falls back to
+    ``CPUs=<os.cpu_count()>``.
+    """
+    exe = _which("slurmd")
+    fallback = f"CPUs={os.cpu_count() or 1}"
+    if exe is None:
+        return fallback
+    try:
+        out = subprocess.run([exe, "-C"], capture_output=True, text=True, timeout=30, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return fallback
+    kv = _parse_kv(out.splitlines()[0] if out else "")
+    keys = ("CPUs", "Boards", "SocketsPerBoard", "CoresPerSocket", "ThreadsPerCore", "RealMemory")
+    if "CPUs" not in kv:
+        return fallback
+    return " ".join(f"{k}={kv[k]}" for k in keys if k in kv)
+
+
 def _short_hostname() -> str:
     return socket.gethostname().split(".")[0]
 
@@ -199,17 +236,30 @@ def _tail(path: Path, lines: int = 30) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
-def _parse_kv(text: str) -> dict[str, str]:
-    """Parse ``scontrol -o`` one-line output into a dict (values w/o spaces)."""
-    return {m.group(1): m.group(2) for m in _KV_RE.finditer(text)}
+def _parse_kv(text: str, last_key: str | None = None) -> dict[str, str]:
+    """Parse ``scontrol -o`` one-line output into a dict.
+
+    Values are taken up to the next blank, except for ``last_key`` (e.g.
+    ``Reason``, free text printed last by ``scontrol -o show node``), whose
+    value runs to the end of the line.
+    """
+    rest = ""
+    if last_key:
+        text, _, rest = text.strip().partition(f" {last_key}=")
+    info = {m.group(1): m.group(2) for m in _KV_RE.finditer(text)}
+    if rest:
+        info[str(last_key)] = rest
+    return info
 
 
 class SlurmCluster:
     """Context manager running a private single-node SLURM cluster.
 
     Args:
-        cpus: CPUs of the node; defaults to ``os.cpu_count()`` (must not be
-            more than slurmd detects, or the node is drained).
+        cpus: CPUs of the node; by default the hardware as detected by
+            ``slurmd -C`` (CPUs, sockets, cores, threads, memory).  If given,
+            only ``CPUs=`` is configured; it must not exceed what slurmd
+            detects, or the node is drained.
         node_name: slurm node name; defaults to the short hostname.
         base_dir: where to create the temporary directory (default: the
             system temp dir).  Keep it short: unix socket paths are limited.
@@ -240,7 +290,7 @@ class SlurmCluster:
         extra_conf: str | Sequence[str] = (),
         min_job_age: int = 3600,
     ) -> None:
-        self.cpus = cpus or os.cpu_count() or 1
+        self.cpus = cpus
         self.node_name = node_name or _short_hostname()
         self.hostname = _short_hostname()
         self.base_dir = base_dir
@@ -257,6 +307,8 @@ class SlurmCluster:
         self._saved_env: str | None = None
         self._env_exported = False
         self._stdout_paths: dict[int, str] = {}
+        self._hardware = ""
+        self._last_node_info: dict[str, str] = {}
         self.ctld_port = 0
         self.slurmd_port = 0
         #: Wall-clock seconds spent in :meth:`start` and :meth:`stop`.
@@ -264,8 +316,9 @@ class SlurmCluster:
         self.shutdown_seconds = 0.0
         #: Unusual events during the last :meth:`stop` (SIGKILLs, ...).
         self.problems: list[str] = []
-        #: With ``keep_dir=True``: the directory left behind by :meth:`stop`.
-        self.kept_dir: Path | None = None
+        #: Directory of the most recent :meth:`start` (kept for diagnostics;
+        #: it no longer exists after :meth:`stop` unless ``keep_dir``).
+        self.last_root: Path | None = None
 
     # ------------------------------------------------------------------ paths
     @property
@@ -292,7 +345,7 @@ class SlurmCluster:
 
     @property
     def log_dir(self) -> Path:
-        """Directory with ``slurmctld.log``, ``slurmd.log`` and ``munged.log``."""
+        """Directory with ``slurmctld.log``, ``slurmd.log`` and ``<daemon>.stdout``."""
         return self.root / "log"
 
     @property
@@ -330,15 +383,36 @@ class SlurmCluster:
 
         Returns when the node is IDLE.  On failure everything started so far
         is stopped again and :class:`SlurmError` is raised with log excerpts.
+        If a daemon loses the race for its (pre-checked free) port, start-up
+        is retried with new ports.
         """
         if self._root is not None:
             raise SlurmError("cluster already started")
         reason = slurm_available()
         if reason:
             raise SlurmError(reason)
+        orphans = [p for p in find_stray_processes() if p.orphaned]
+        if orphans:  # diagnostics only: never kill by name
+            warnings.warn(
+                "orphaned daemons of earlier test clusters are still running: "
+                + "; ".join(f"pid {p.pid}: {p.cmdline}" for p in orphans),
+                RuntimeWarning,
+                stacklevel=2,
+            )
         t0 = time.monotonic()
         deadline = t0 + self.startup_timeout
+        for attempt in range(3):
+            try:
+                self._start_once(deadline)
+                break
+            except SlurmError as e:
+                if "Address already in use" not in str(e) or attempt == 2:
+                    raise
+        self.startup_seconds = time.monotonic() - t0
+
+    def _start_once(self, deadline: float) -> None:
         self._root = Path(tempfile.mkdtemp(prefix=DIR_PREFIX, dir=self.base_dir))
+        self.last_root = self._root
         try:
             if len(os.fsencode(self.munge_socket)) > _UNIX_PATH_MAX - 20:
                 raise SlurmError(f"temp dir path too long for unix sockets: {self.root}")
@@ -351,7 +425,6 @@ class SlurmCluster:
         except BaseException:
             self.stop()
             raise
-        self.startup_seconds = time.monotonic() - t0
 
     def _make_dirs(self) -> None:
         munge = pwd.getpwnam("munge")
@@ -405,34 +478,36 @@ class SlurmCluster:
             "MpiDefault=none",
             "SwitchType=switch/none",
             # scheduling: cores only (memory not consumable, so jobs that do
-            # not ask for memory can share the node), start batch jobs at once
+            # not ask for memory can share the node).  batch_sched_delay=0 only
+            # takes effect after the main scheduler's first pass, which comes
+            # ~3 s after start-up; bf_interval=1 lets the backfill scheduler
+            # start batch jobs within ~1 s from the very beginning.
             "SelectType=select/cons_tres",
             "SelectTypeParameters=CR_Core",
             "SchedulerType=sched/backfill",
-            "SchedulerParameters=batch_sched_delay=0",
+            "SchedulerParameters=batch_sched_delay=0,bf_interval=1",
             "ReturnToService=2",
             f"MinJobAge={self.min_job_age}",
             "KillWait=2",  # scancel/timeout: SIGTERM -> SIGKILL after 2 s
             "InactiveLimit=0",
             "SlurmdTimeout=60",
             "SlurmctldTimeout=60",
-            f"NodeName={self.node_name} NodeHostname={self.hostname} "
-            f"NodeAddr=127.0.0.1 CPUs={self.cpus} State=UNKNOWN",
-            f"PartitionName=debug Nodes={self.node_name} Default=YES "
-            "MaxTime=INFINITE State=UP",
+            f"NodeName={self.node_name} NodeHostname={self.hostname} NodeAddr=127.0.0.1 {self._hardware} State=UNKNOWN",
+            f"PartitionName=debug Nodes={self.node_name} Default=YES MaxTime=INFINITE State=UP",
             *self.extra_conf,
         ]
         return "\n".join(lines) + "\n"
 
     def _write_config(self) -> None:
         self.ctld_port, self.slurmd_port = _free_ports(2)
+        self._hardware = f"CPUs={self.cpus}" if self.cpus else _node_hardware()
         (self.root / "etc" / "plugstack.conf").write_text("")
         self.conf_path.write_text(self.slurm_conf_text())
 
-    def _spawn(self, name: str, argv: list[str], **kwargs: object) -> subprocess.Popen[bytes]:
-        out = open(self.log_dir / f"{name}.stdout", "wb")  # noqa: SIM115
-        try:
-            proc = subprocess.Popen(  # noqa: S603
+    def _spawn(self, name: str, argv: list[str], *, user: str | None = None) -> subprocess.Popen[bytes]:
+        """Start a daemon in the foreground; its stdout/stderr go to ``log/<name>.stdout``."""
+        with open(self.log_dir / f"{name}.stdout", "wb") as out:
+            proc = subprocess.Popen(
                 argv,
                 stdin=subprocess.DEVNULL,
                 stdout=out,
@@ -440,10 +515,10 @@ class SlurmCluster:
                 env=self.env,
                 cwd=self.root,
                 start_new_session=True,  # keep terminal signals (^C) away
-                **kwargs,  # type: ignore[call-overload]
+                user=user,
+                group=user,
+                extra_groups=[] if user else None,
             )
-        finally:
-            out.close()
         self._procs[name] = proc
         return proc
 
@@ -457,7 +532,12 @@ class SlurmCluster:
             )
 
     def _wait_for(
-        self, what: str, deadline: float, daemon: str, probe: Callable[[], bool]
+        self,
+        what: str,
+        deadline: float,
+        daemon: str,
+        probe: Callable[[], bool],
+        details: Callable[[], str] = str,
     ) -> None:
         """Poll ``probe()`` until true; fail fast if ``daemon`` dies."""
         while True:
@@ -466,8 +546,7 @@ class SlurmCluster:
                 return
             if time.monotonic() > deadline:
                 raise SlurmError(
-                    f"timed out waiting for {what}\n"
-                    f"--- {daemon}.log ---\n{_tail(self._log_path(daemon))}"
+                    f"timed out waiting for {what} {details()}\n--- {daemon}.log ---\n{_tail(self._log_path(daemon))}"
                 )
             time.sleep(_POLL)
 
@@ -483,12 +562,9 @@ class SlurmCluster:
                 f"--socket={self.munge_socket}",
                 f"--key-file={m / 'munge.key'}",
                 f"--pid-file={m / 'munged.pid'}",
-                f"--log-file={m / 'munged.log'}",
                 f"--seed-file={m / 'munged.seed'}",
             ],
             user="munge",
-            group="munge",
-            extra_groups=[],
         )
         self._wait_for("munged socket", deadline, "munged", self._munge_ready)
 
@@ -515,24 +591,31 @@ class SlurmCluster:
         exe = _which("slurmd")
         assert exe is not None
         self._spawn("slurmd", [exe, "-D", "-f", str(self.conf_path), "-N", self.node_name])
-        self._wait_for(f"node {self.node_name} IDLE", deadline, "slurmd", self._node_idle)
+        self._wait_for(
+            f"node {self.node_name} IDLE",
+            deadline,
+            "slurmd",
+            self._node_idle,
+            lambda: f"(last seen: {self._last_node_info.get('State')}, reason {self._last_node_info.get('Reason')})",
+        )
 
     def node_info(self) -> dict[str, str]:
         """``scontrol show node`` of our node, as a dict."""
         r = self.run("scontrol", "-o", "show", "node", self.node_name, check=False)
-        return _parse_kv(r.stdout) if r.returncode == 0 else {}
+        return _parse_kv(r.stdout, last_key="Reason") if r.returncode == 0 else {}
 
     def node_state(self) -> str:
         """The node's state as reported by slurmctld, e.g. ``"IDLE"``."""
         return self.node_info().get("State", "")
 
     def _node_idle(self) -> bool:
-        info = self.node_info()
+        info = self._last_node_info = self.node_info()
         state = info.get("State", "")
         if state == "IDLE":
             return True
-        if "DRAIN" in state or ("DOWN" in state and info.get("Reason", "(null)") != "(null)"):
-            # slurmd registered but was rejected: report the reason early
+        if "DRAIN" in state:
+            # slurmd registered but was rejected (e.g. fewer CPUs than
+            # configured): ReturnToService does not undo that, so fail now
             raise SlurmError(f"node {self.node_name} is {state}: {info.get('Reason')}")
         return False
 
@@ -557,7 +640,7 @@ class SlurmCluster:
         check: bool = True,
         timeout: float = 30.0,
         env: Mapping[str, str] | None = None,
-        input: str | None = None,  # noqa: A002
+        input: str | None = None,
         cwd: str | os.PathLike[str] | None = None,
     ) -> subprocess.CompletedProcess[str]:
         """Run a slurm client command (``sbatch``, ``squeue``, ...) against this cluster.
@@ -568,7 +651,7 @@ class SlurmCluster:
         full_env = self.env
         if env:
             full_env.update(env)
-        r = subprocess.run(  # noqa: S603
+        r = subprocess.run(
             list(argv),
             input=input,
             capture_output=True,
@@ -579,9 +662,7 @@ class SlurmCluster:
             check=False,
         )
         if check and r.returncode != 0:
-            raise SlurmError(
-                f"{' '.join(argv)} failed ({r.returncode}):\n{r.stderr.strip()}"
-            )
+            raise SlurmError(f"{' '.join(argv)} failed ({r.returncode}):\n{r.stderr.strip()}")
         return r
 
     def submit(
@@ -605,9 +686,7 @@ class SlurmCluster:
         """
         argv = ["sbatch", "--parsable", *sbatch_args]
         stdin: str | None = None
-        if isinstance(script, os.PathLike) or (
-            "\n" not in script and os.path.isfile(script)
-        ):
+        if isinstance(script, os.PathLike) or ("\n" not in script and os.path.isfile(script)):
             argv.append(os.fspath(script))
         else:
             stdin = script if script.startswith("#!") else "#!/bin/sh\n" + script
@@ -675,8 +754,8 @@ class SlurmCluster:
         return self.output_path(job_id).read_text(errors="replace")
 
     def _log_path(self, daemon: str) -> Path:
-        if daemon == "munged":  # munged (user munge) writes in its own dir
-            return self.root / "munge" / "munged.log"
+        if daemon == "munged":  # with --foreground munged logs to stderr only
+            return self.log_dir / "munged.stdout"
         return self.log_dir / f"{daemon}.log"
 
     def log(self, daemon: str) -> str:
@@ -686,20 +765,27 @@ class SlurmCluster:
 
     # ------------------------------------------------------------------ stop
     def _cancel_jobs(self) -> None:
-        """Cancel all jobs and wait (bounded) until their steps are gone."""
+        """Cancel all jobs and wait until they are gone, within :attr:`stop_timeout`.
+
+        Client commands get the remaining time as their timeout: with a dying
+        slurmctld they would otherwise retry for ``MessageTimeout`` seconds.
+        """
         proc = self._procs.get("slurmctld")
         if proc is None or proc.poll() is not None:
             return
-        r = self.run("squeue", "-h", "-o", "%i", check=False, timeout=10)
-        ids = r.stdout.split()
-        if r.returncode != 0 or not ids:
-            return
-        self.run("scancel", *ids, check=False, timeout=10)
         deadline = time.monotonic() + self.stop_timeout
+
+        def client(*argv: str) -> subprocess.CompletedProcess[str]:
+            return self.run(*argv, check=False, timeout=max(0.5, deadline - time.monotonic()))
+
+        ids = client("squeue", "-h", "-o", "%i").stdout.split()
+        if not ids:
+            return
+        client("scancel", *ids)
         while time.monotonic() < deadline:
-            q = self.run("squeue", "-h", "-o", "%i", check=False, timeout=10)
+            q = client("squeue", "-h", "-o", "%i")
             if q.returncode != 0 or not q.stdout.split():
-                break
+                return
             time.sleep(_POLL)
 
     def _terminate(self, names: Sequence[str]) -> list[str]:
@@ -739,9 +825,10 @@ class SlurmCluster:
         try:
             try:
                 self._cancel_jobs()
-            except Exception as e:  # noqa: BLE001 - keep tearing down
+            except (OSError, subprocess.SubprocessError) as e:  # keep tearing down
                 problems.append(f"cancelling jobs failed: {e}")
-            # slurm daemons first (they may still talk to munged), in parallel
+            # slurm daemons first (they may still talk to munged), in parallel.
+            # slurmd does not stop running job steps, hence _cancel_jobs above.
             problems += self._terminate(["slurmd", "slurmctld"])
             problems += self._kill_leftover_steps(root)
             problems += self._terminate(["munged"])
@@ -749,24 +836,29 @@ class SlurmCluster:
         finally:
             self._unexport()
             self._root = None
-            if self.keep_dir:
-                self.kept_dir = root
-            else:
+            if not self.keep_dir:
                 shutil.rmtree(root, ignore_errors=True)
             self.problems = problems
             self.shutdown_seconds = time.monotonic() - t0
 
     @staticmethod
-    def _kill_leftover_steps(root: Path) -> list[str]:
-        """SIGKILL job steps of ours that survived slurmd, with their descendants.
+    def _kill_leftover_steps(root: Path, grace: float = 1.0) -> list[str]:
+        """SIGKILL helpers of ours that survived slurmd/slurmctld, with descendants.
 
-        slurmstepd detaches from slurmd and outlives it.  Only slurmstepd
-        processes whose environment points ``SLURM_CONF`` into *our*
-        directory (i.e. spawned by our slurmd) and the processes below them
-        are touched, by pid.
+        ``slurmstepd`` detaches from slurmd and outlives it (normally jobs are
+        cancelled before, so there is none); ``slurmscriptd`` (forked by
+        slurmctld) exits on its own shortly after slurmctld.  Whatever is left
+        after ``grace`` seconds is killed.  Only processes whose environment
+        points ``SLURM_CONF`` into *our* directory (i.e. spawned by our
+        daemons) and the processes below them are touched, by pid.
         """
-        steps = [p.pid for p in find_stray_processes(root) if p.name == "slurmstepd"]
-        if not steps:
+        deadline = time.monotonic() + grace
+        while True:
+            left = [p.pid for p in find_stray_processes(root) if p.name in ("slurmstepd", "slurmscriptd")]
+            if not left or time.monotonic() > deadline:
+                break
+            time.sleep(_POLL)
+        if not left:
             return []
         children: dict[int, list[int]] = {}
         for entry in os.listdir("/proc"):
@@ -776,7 +868,7 @@ class SlurmCluster:
                 if len(fields) > 1:
                     children.setdefault(int(fields[1]), []).append(int(entry))
         victims: list[int] = []
-        todo = list(steps)
+        todo = list(left)
         while todo:
             pid = todo.pop()
             victims.append(pid)

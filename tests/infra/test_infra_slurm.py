@@ -1,0 +1,223 @@
+"""Tests for the throw-away single-node SLURM cluster (tests/infra/slurm_cluster.py).
+
+Run (as root, after ``sh tests/infra/slurm-install.sh``)::
+
+    python -m pytest -v -s tests/infra/test_infra_slurm.py
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from slurm_cluster import (
+    SlurmCluster,
+    SlurmError,
+    find_stray_processes,
+    slurm_available,
+)
+
+_REASON = slurm_available()
+pytestmark = [
+    pytest.mark.slurm,
+    pytest.mark.skipif(_REASON is not None, reason=_REASON or ""),
+]
+
+JOB_SCRIPT = """#!/bin/sh
+echo "NODELIST=$SLURM_JOB_NODELIST"
+echo "NTASKS=$SLURM_NTASKS"
+echo "TASKS_PER_NODE=$SLURM_TASKS_PER_NODE"
+echo "HOSTNAME=$(hostname)"
+echo "MARKER=$PASTSET_TEST_MARKER"
+"""
+
+
+def _alive(pid: int) -> bool:
+    """True if ``pid`` exists and is not a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
+
+
+def _descendants(pid: int) -> list[int]:
+    """Pids of all live descendants of ``pid``."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rpartition(")")[2].split()
+            except OSError:
+                continue
+            children.setdefault(int(fields[1]), []).append(int(entry.name))
+    found, todo = [], list(children.get(pid, []))
+    while todo:
+        p = todo.pop()
+        found.append(p)
+        todo.extend(children.get(p, []))
+    return [p for p in found if _alive(p)]
+
+
+def _start_sleeper(cluster: SlurmCluster) -> tuple[list[int], list[int]]:
+    """Submit a long job, wait until it runs; return (slurmstepd pids, job pids).
+
+    slurmctld reports RUNNING as soon as it sends the launch request, so poll
+    until slurmstepd and the batch script under it actually exist.
+    """
+    job_id = cluster.submit("sleep 300\n")
+    deadline = time.monotonic() + 10
+    while True:
+        if cluster.job_state(job_id) == "RUNNING":
+            steps = [p.pid for p in find_stray_processes(cluster.root) if p.name == "slurmstepd"]
+            job_pids = [d for s in steps for d in _descendants(s)]
+            if steps and job_pids:
+                return steps, job_pids
+        assert time.monotonic() < deadline, "job did not start"
+        time.sleep(0.05)
+
+
+def _parse_output(text: str) -> dict[str, str]:
+    return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+
+
+@pytest.fixture(scope="module")
+def slurm() -> Iterator[SlurmCluster]:
+    """One cluster shared by the tests of this module."""
+    cluster = SlurmCluster()
+    with cluster:
+        print(f"\n[slurm] set-up {cluster.startup_seconds:.2f}s ({cluster.root})")
+        yield cluster
+    print(f"\n[slurm] tear-down {cluster.shutdown_seconds:.2f}s")
+    assert not cluster.problems, cluster.problems
+
+
+def test_cluster_comes_up(slurm: SlurmCluster) -> None:
+    assert slurm.node_state() == "IDLE"
+    ping = slurm.run("scontrol", "ping")
+    assert "is UP" in ping.stdout
+    cpus = slurm.node_info()["CPUTot"]
+    assert int(cpus) == os.cpu_count()
+    sinfo = slurm.run("sinfo", "-h", "-o", "%P %t %D %N")
+    assert sinfo.stdout.split() == ["debug*", "idle", "1", slurm.node_name]
+    # SLURM_CONF is exported for code under test while the cluster runs
+    assert os.environ["SLURM_CONF"] == str(slurm.conf_path)
+    assert slurm.env["SLURM_CONF"] == str(slurm.conf_path)
+
+
+def test_sbatch_two_tasks(slurm: SlurmCluster) -> None:
+    t0 = time.monotonic()
+    job_id = slurm.submit(JOB_SCRIPT, "-n", "2", env={"PASTSET_TEST_MARKER": "xyzzy"})
+    state, exit_code = slurm.wait(job_id, timeout=30)
+    elapsed = time.monotonic() - t0
+    print(f"\n[slurm] job {job_id}: {state} exit={exit_code} in {elapsed:.2f}s")
+    assert (state, exit_code) == ("COMPLETED", 0), slurm.log("slurmd")[-3000:]
+    assert elapsed < 10, f"batch job took {elapsed:.1f}s"
+
+    out_path = slurm.output_path(job_id)
+    assert out_path == slurm.job_dir / f"slurm-{job_id}.out"
+    out = _parse_output(slurm.read_output(job_id))
+    assert out == {
+        "NODELIST": slurm.node_name,
+        "NTASKS": "2",
+        "TASKS_PER_NODE": "2",
+        "HOSTNAME": socket.gethostname(),
+        "MARKER": "xyzzy",
+    }
+
+
+def test_script_file_and_failure_exit_code(slurm: SlurmCluster, tmp_path: Path) -> None:
+    script = tmp_path / "fail.sh"
+    script.write_text("#!/bin/sh\necho failing\nexit 3\n")
+    out = tmp_path / "fail.out"
+    job_id = slurm.submit(script, "-o", str(out))
+    assert slurm.wait(job_id, timeout=30) == ("FAILED", 3)
+    assert slurm.output_path(job_id) == out
+    assert out.read_text() == "failing\n"
+
+
+def test_bad_script_is_rejected(slurm: SlurmCluster) -> None:
+    with pytest.raises(SlurmError, match="sbatch"):
+        slurm.submit("echo hi\n", "--partition=nope")
+
+
+def test_lifecycle_teardown_leaves_nothing() -> None:
+    """Fresh cluster, a job still running at exit: nothing of ours survives."""
+    before = os.environ.get("SLURM_CONF")
+    cluster = SlurmCluster()
+    t0 = time.monotonic()
+    with cluster:
+        setup = time.monotonic() - t0
+        root = cluster.root
+        pids = cluster.pids()
+        assert set(pids) == {"munged", "slurmctld", "slurmd"}
+        steps, job_pids = _start_sleeper(cluster)
+        t1 = time.monotonic()
+    teardown = time.monotonic() - t1
+    print(
+        f"\n[slurm] set-up {setup:.2f}s, tear-down {teardown:.2f}s "
+        f"(stop(): {cluster.shutdown_seconds:.2f}s) problems={cluster.problems}"
+    )
+    assert not cluster.problems, cluster.problems
+    assert not [n for n, pid in pids.items() if _alive(pid)]
+    assert not [p for p in steps + job_pids if _alive(p)]
+    assert find_stray_processes(root) == []
+    assert not root.exists()
+    assert os.environ.get("SLURM_CONF") == before
+    assert teardown < 10
+
+
+def test_teardown_after_controller_crash() -> None:
+    """slurmctld dies with a job running: stop() still ends the job step by pid."""
+    with SlurmCluster() as cluster:
+        root = cluster.root
+        pids = cluster.pids()
+        steps, job_pids = _start_sleeper(cluster)
+        ctld = dict(cluster.processes())["slurmctld"]
+        ctld.kill()  # our own child, by pid
+        ctld.wait(timeout=10)
+    print(f"\n[slurm] tear-down after crash {cluster.shutdown_seconds:.2f}s: {cluster.problems}")
+    assert any("left-over job step" in p for p in cluster.problems)
+    assert not [p for p in [*pids.values(), *steps, *job_pids] if _alive(p)]
+    assert find_stray_processes(root) == []
+    assert not root.exists()
+
+
+def test_teardown_on_exception() -> None:
+    cluster = SlurmCluster()
+    with pytest.raises(RuntimeError, match="boom"), cluster:
+        root = cluster.root
+        pids = cluster.pids()
+        raise RuntimeError("boom")
+    assert not [n for n, pid in pids.items() if _alive(pid)]
+    assert find_stray_processes(root) == []
+    assert not root.exists()
+
+
+def test_failed_start_cleans_up() -> None:
+    cluster = SlurmCluster(extra_conf="SelectType=select/does_not_exist", startup_timeout=15)
+    with pytest.raises(SlurmError, match="slurmctld exited") as info:
+        cluster.start()
+    print(f"\n[slurm] start-up failure reported as: {str(info.value).splitlines()[0]}")
+    assert cluster.pids() == {}
+    assert cluster.last_root is not None
+    assert find_stray_processes(cluster.last_root) == []
+    assert not cluster.last_root.exists()
+
+
+def test_no_strays_from_other_clusters(slurm: SlurmCluster) -> None:
+    """Only the shared cluster's daemons are running; earlier clusters left nothing."""
+    ours = {p.pid for p in find_stray_processes(slurm.root)}
+    assert set(slurm.pids().values()) <= ours
+    strays = [p for p in find_stray_processes() if p.pid not in ours]
+    for p in strays:
+        print(f"[slurm] stray: {p}")
+    assert strays == []
