@@ -1,13 +1,17 @@
 """Starting and ending a whole run: what ``pypsrun`` does.
 
-A run is: the server side (name server, PastSet space, scheduler in one process),
-PSPROCS clients, and the application.  Readiness is signalled, never guessed:
-the server writes its address on a pipe once it listens, clients count as ready
-when the scheduler has their registration.  Every child's standard input is its
-lifeline, so if this process dies, even by SIGKILL, the children see end of file
-and stop.  When the application exits the run ends (after it has gone quiet if
-the application succeeded), clients and server are stopped with a bounded,
-escalating shutdown, and the application's exit status is returned.
+A run is: the server side (name server, PastSet space, scheduler in one process)
+on PSMASTER, PSPROCS clients on the hosts of PSHOSTS, and the application here.
+A host that is this machine (localhost, its name or one of its addresses) gets
+plain local processes; other hosts are reached over SSH (:mod:`pastset.ssh`).
+
+Readiness is signalled, never guessed: the server writes its address once it
+listens, clients count as ready when the scheduler has their registration.
+Every child's standard input is its lifeline — a pipe locally, the SSH channel
+remotely — so if this process dies, even by SIGKILL, the children see end of
+file and stop.  When the application exits the run ends (after it has gone
+quiet if the application succeeded), clients and server are stopped with a
+bounded, escalating shutdown, and the application's exit status is returned.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
-import select
+import shlex
 import signal
 import site
 import socket
@@ -23,23 +27,27 @@ import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import Pyro5.api
 import Pyro5.errors
 
-from .errors import AppNotFoundError, ConfigurationError, PastSetConnectionError
+from .errors import AppNotFoundError, PastSetConnectionError, PastSetError
+from .hosts import assign_clients, read_hosts_file
 from .naming import scheduler_name
-from .proc import exit_status, stop_process
+from .proc import LocalProcess, exit_status
 from .settings import Settings, this_host_names
 from .space import find_in_path
+from .ssh import Connection, RemoteProcess, SshCommandProcess, connect, route_to, ssh_resolve
 
-__all__ = ["Run", "find_app", "new_run_id", "read_hosts"]
+__all__ = ["Run", "find_app", "new_run_id", "remote_command"]
 
 log = logging.getLogger(__name__)
 
 READY_TIMEOUT = 30.0
+PASSED_ON = ("PATH", "PYTHONPATH", "LANG", "LC_ALL", "TZ")  # to remote hosts, as pyPastSet did
 
 
 def new_run_id() -> str:
@@ -61,25 +69,36 @@ def find_app(app: str, psbin: list[str]) -> Path:
     return found
 
 
-def read_hosts(path: str) -> list[str]:
-    """Host names from a hosts file: one a line, '#' comments, blank lines skipped."""
-    try:
-        text = Path(path).expanduser().read_text()
-    except OSError as err:
-        raise ConfigurationError(f"PSHOSTS={path!r} cannot be read: {err.strerror}") from None
-    hosts = []
-    for number, raw in enumerate(text.splitlines(), 1):
-        line = raw.split("#", 1)[0].strip()
-        if not line:
-            continue
-        if len(line.split()) != 1:
-            raise ConfigurationError(f"{path}:{number}: expected one host name on the line, got {raw.strip()!r}")
-        hosts.append(line)
-    return hosts
+def remote_command(settings: Settings, role: str, *args: str) -> str:
+    """The shell command that starts a pastset ``role`` on another host.
+
+    Unless PSPYTHON is set, the same interpreter path as here is tried first
+    (clusters usually share home directories and software), then ``python3``.
+    """
+    tail = " ".join(shlex.quote(a) for a in ("-m", "pastset.commands.remote", role, *args))
+    cd = f"cd {shlex.quote(os.getcwd())} 2>/dev/null || cd"
+    paths = _package_path_env({k: os.environ[k] for k in ("PATH", "PYTHONPATH") if k in os.environ})
+    if paths:  # search paths only (never secrets): the interpreter needs them before it starts
+        cd += "; " + " ".join(f"{k}={shlex.quote(v)}" for k, v in paths.items()) + "; export " + " ".join(paths)
+    if settings.sources.get("PSPYTHON", "default") != "default":
+        return f"{cd}; exec {settings.PSPYTHON} {tail}"
+    return f'{cd}; p={shlex.quote(sys.executable)}; [ -x "$p" ] || p=python3; exec "$p" {tail}'
+
+
+def _package_path_env(env: dict[str, str]) -> dict[str, str]:
+    root = str(Path(__file__).resolve().parent.parent)
+    if root not in [*site.getsitepackages(), site.getusersitepackages()]:
+        # Running from a checkout (bin/ wrappers): children must import this pastset too.
+        paths = [root, *[p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]]
+        env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+    return env
+
+
+Process = LocalProcess | RemoteProcess
 
 
 class Run:
-    """One local run of an application with its server and clients."""
+    """One run of an application with its server and clients."""
 
     def __init__(self, settings: Settings, app: str, args: list[str]) -> None:
         self.settings = settings
@@ -91,102 +110,153 @@ class Run:
         settings.PSBIN = os.pathsep.join(psbin)
         settings.PSRUN = self.run_id
         self.args = args
-        self._check_local()
-        self.server: subprocess.Popen | None = None
-        self.clients: list[subprocess.Popen] = []
+        self.local_names = this_host_names()
+        self.master = settings.PSMASTER
+        if settings.PSHOSTS:
+            procs = None if settings.sources.get("PSPROCS", "default") == "default" else settings.PSPROCS
+            self.placement = assign_clients(read_hosts_file(settings.PSHOSTS), procs)
+        else:
+            self.placement = ["localhost"] * settings.PSPROCS
+        self.connections: dict[str, Connection] = {}
+        self.server: Process | None = None
+        self.clients: list[Process] = []
         self.app: subprocess.Popen | None = None
         self.scheduler: Any = None
         self._interrupts = 0
 
-    def _check_local(self) -> None:
-        local = this_host_names()
-        if self.settings.PSMASTER.lower() not in local:
-            raise ConfigurationError(
-                f"PSMASTER={self.settings.PSMASTER!r} is another host; this version runs the server "
-                "side on this host only: unset PSMASTER"
-            )
-        if self.settings.PSHOSTS:
-            hosts = read_hosts(self.settings.PSHOSTS)
-            remote = [h for h in hosts if h.lower() not in local]
-            if remote:
-                raise ConfigurationError(
-                    f"hosts file {self.settings.PSHOSTS} names other hosts ({', '.join(remote[:3])}); "
-                    "this version launches clients on this host only: unset PSHOSTS"
-                )
+    def is_local(self, host: str) -> bool:
+        """True if ``host`` names this machine."""
+        return host.lower() in self.local_names
+
+    @property
+    def remote_hosts(self) -> list[str]:
+        """The other hosts this run uses, master first, each once."""
+        hosts = [self.master, *self.placement] if self.master else list(self.placement)
+        return list(dict.fromkeys(h for h in hosts if not self.is_local(h)))
+
+    @property
+    def custom_ssh(self) -> bool:
+        """True if PSSSH names a command other than plain ssh (then that command is used)."""
+        return self.settings.PSSSH.strip() != "ssh"
+
+    # ---------------------------------------------------------------- hosts
+    def connect_hosts(self) -> None:
+        """Open SSH connections to every other host, in parallel; fail fast naming the host."""
+        hosts = self.remote_hosts
+        if not hosts or self.custom_ssh:
+            return
+        accept = os.environ.get("PSSSHACCEPT", "").lower() in ("1", "yes", "true")
+        with ThreadPoolExecutor(max_workers=min(16, len(hosts))) as pool:
+            futures = {h: pool.submit(connect, h, accept) for h in hosts}
+        problems = []
+        for host, future in futures.items():
+            try:
+                self.connections[host] = future.result()
+            except PastSetError as err:
+                problems.append(str(err))
+        if problems:
+            raise PastSetConnectionError("; ".join(problems))
+        log.debug("connected to %s", ", ".join(hosts))
+
+    def _address_for_clients(self) -> str:
+        """The address the server binds: loopback if everything is here, else one others reach."""
+        if not any(not self.is_local(h) for h in self.placement):
+            return "127.0.0.1"
+        first = next(h for h in self.placement if not self.is_local(h))
+        if first in self.connections:
+            return self.connections[first].local_address
+        return route_to(ssh_resolve(self.settings.PSSSH, first))
 
     # ------------------------------------------------------------ children
     def _env(self) -> dict[str, str]:
         env = self.settings.child_environment(os.environ)
         env["PYTHONUNBUFFERED"] = "1"
-        root = str(Path(__file__).resolve().parent.parent)
-        if root not in [*site.getsitepackages(), site.getusersitepackages()]:
-            # Running from a checkout (bin/ wrappers): children must import this pastset too.
-            paths = [root, *[p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]]
-            env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
-        return env
+        return _package_path_env(env)
 
-    def _python(self, module: str, *args: str) -> list[str]:
-        return [sys.executable, "-m", module, *args]
+    def _remote_env(self) -> dict[str, str]:
+        base = {k: v for k, v in os.environ.items() if k in PASSED_ON or k.startswith("PYRO_")}
+        env = self.settings.child_environment(base)
+        env["PYTHONUNBUFFERED"] = "1"
+        return _package_path_env(env)
+
+    def _start(self, host: str, role: str, args: list[str], capture: bool = False) -> Process:
+        if self.is_local(host):
+            module = {"server": "pastset.commands.server", "client": "pastset.commands.client"}[role]
+            extra = ["--lifeline"] if role == "client" else []
+            return LocalProcess([sys.executable, "-m", module, *args, *extra], self._env(), capture)
+        command = remote_command(self.settings, role, *args)
+        if self.custom_ssh:
+            return SshCommandProcess(self.settings.PSSSH, host, command, self._remote_env())
+        return self.connections[host].start(command, self._remote_env(), sys.stdout.buffer, sys.stderr.buffer)
 
     def start_server(self) -> str:
-        """Start the server side and return its name server address when it listens."""
-        cmd = self._python(
-            "pastset.commands.server",
-            "--scheduler",
-            "--run",
-            self.run_id,
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--ready",
-        )
-        self.server = subprocess.Popen(
-            cmd, env=self._env(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True
-        )
-        assert self.server.stdout is not None
-        ready, _, _ = select.select([self.server.stdout], [], [], READY_TIMEOUT)
-        line = self.server.stdout.readline().decode().strip() if ready else ""
+        """Start the server side on PSMASTER and return its name server address once it listens."""
+        master = self.master or "localhost"
+        if self.is_local(master):
+            bind = self._address_for_clients()
+        elif master in self.connections:
+            bind = self.connections[master].address
+        else:
+            bind = ssh_resolve(self.settings.PSSSH, master)
+        args = ["--scheduler", "--run", self.run_id, "--host", bind, "--port", "0", "--ready"]
+        self.server = self._start(master, "server", args, capture=True)
+        line = self.server.readline(READY_TIMEOUT).strip()
         if not line.startswith("READY "):
+            self.server.wait(2)
+            detail = self.server.tail().strip().splitlines()[-1:] or ["see the messages above"]
             raise PastSetConnectionError(
-                f"the PastSet server did not start (exit status {self.server.poll()}); "
-                "see the messages above, or set PSLOGLEVEL=debug"
+                f"the PastSet server did not start on {master} (exit status {self.server.poll()}): "
+                f"{detail[0]}; set PSLOGLEVEL=debug for more"
             )
         address = line.split()[1]
         self.settings.PSNS = address
         host, _, port = address.rpartition(":")
-        with Pyro5.api.Proxy(f"PYRO:{Pyro5.core.NAMESERVER_NAME}@{host}:{port}") as ns:
-            uri = ns.lookup(scheduler_name(self.run_id))
-        self.scheduler = Pyro5.api.Proxy(uri)
-        self.scheduler._pyroSerializer = "msgpack"
+        try:
+            with Pyro5.api.Proxy(f"PYRO:{Pyro5.core.NAMESERVER_NAME}@{host}:{port}") as ns:
+                ns._pyroTimeout = 10
+                uri = ns.lookup(scheduler_name(self.run_id))
+        except Pyro5.errors.CommunicationError as err:
+            raise PastSetConnectionError(
+                f"the PastSet server on {master} listens at {address} but cannot be reached from here: {err}; "
+                "check PSMASTER and firewalls (see PYRO_* port settings)"
+            ) from None
+        self.scheduler = self._scheduler_proxy(uri)
         log.debug("run %s: server ready at %s", self.run_id, address)
         return address
 
+    @staticmethod
+    def _scheduler_proxy(uri: Any) -> Any:
+        proxy = Pyro5.api.Proxy(uri)
+        proxy._pyroSerializer = "msgpack"
+        return proxy
+
     def start_clients(self) -> None:
-        """Start PSPROCS clients and wait for PSWAITPROCS of them to register."""
-        env = self._env()
-        for number in range(self.settings.PSPROCS):
-            cmd = self._python("pastset.commands.client", "--run", self.run_id, "--number", str(number), "--lifeline")
-            self.clients.append(subprocess.Popen(cmd, env=env, stdin=subprocess.PIPE, start_new_session=True))
-        want = min(self.settings.waitprocs, self.settings.PSPROCS) if self.settings.PSPROCS else 0
+        """Start the clients on their hosts and wait for PSWAITPROCS of them to register."""
+        log.info("clients on: %s", ", ".join(self.placement) or "(none)")
+        for number, host in enumerate(self.placement):
+            self.clients.append(self._start(host, "client", ["--run", self.run_id, "--number", str(number)]))
+        wanted = self.settings.PSWAITPROCS
+        want = len(self.placement) if wanted is None else min(wanted, len(self.placement))
         if want <= 0:
             return
         done = threading.Event()
         failed: list[str] = []
 
         def registered() -> None:
-            with Pyro5.api.Proxy(self.scheduler._pyroUri) as sched:
-                sched._pyroSerializer = "msgpack"
+            with self._scheduler_proxy(self.scheduler._pyroUri) as sched:
                 try:
                     sched.wait_clients(want, READY_TIMEOUT)
                 except Pyro5.errors.CommunicationError as err:
                     failed.append(f"server: {err}")
             done.set()
 
-        def watch(number: int, proc: subprocess.Popen) -> None:
+        def watch(number: int, proc: Process) -> None:
             code = proc.wait()
             if not done.is_set():
-                failed.append(f"client {number} exited with status {exit_status(code)}")
+                host = self.placement[number]
+                detail = proc.tail().strip().splitlines()[-1:]
+                hint = _hint(code, detail[0] if detail else "")
+                failed.append(f"client {number} on {host} exited with status {exit_status(code)}{hint}")
                 done.set()
 
         threading.Thread(target=registered, daemon=True).start()
@@ -196,8 +266,7 @@ class Run:
         count = self.scheduler.wait_clients(want, 0)
         if count < want:
             raise PastSetConnectionError(
-                f"only {count} of {want} clients registered ({'; '.join(failed) or 'timed out'}); "
-                "see the messages above"
+                f"only {count} of {want} clients registered: {'; '.join(failed) or 'timed out'}"
             )
         log.debug("run %s: %d clients registered", self.run_id, count)
 
@@ -205,8 +274,7 @@ class Run:
     def run_app(self) -> int:
         """Run the application here and return its exit status."""
         cmd = [sys.executable, str(self.app_path), *self.args]
-        env = self._env()
-        self.app = subprocess.Popen(cmd, env=env)
+        self.app = subprocess.Popen(cmd, env=self._env())
         return exit_status(self.app.wait())
 
     def on_interrupt(self, signum: int, frame: object) -> None:
@@ -231,8 +299,7 @@ class Run:
         """End the run (waiting for quiet if ``quietly``), then stop every process."""
         if self.scheduler is not None and self.server is not None and self.server.poll() is None:
             try:
-                with Pyro5.api.Proxy(self.scheduler._pyroUri) as sched:
-                    sched._pyroSerializer = "msgpack"
+                with self._scheduler_proxy(self.scheduler._pyroUri) as sched:
                     sched.finish(quietly, None)
             except KeyboardInterrupt:
                 log.warning("interrupted while waiting for running tasks; stopping them")
@@ -243,8 +310,7 @@ class Run:
 
     def _end_now(self) -> None:
         try:
-            with Pyro5.api.Proxy(self.scheduler._pyroUri) as sched:
-                sched._pyroSerializer = "msgpack"
+            with self._scheduler_proxy(self.scheduler._pyroUri) as sched:
                 sched._pyroTimeout = 5
                 sched.finish(False, None)
         except Pyro5.errors.CommunicationError:
@@ -254,23 +320,37 @@ class Run:
         """Stop clients, then the server; bounded, escalating, nothing left behind."""
         if self.scheduler is not None:
             self.scheduler._pyroRelease()
-        stoppers = [threading.Thread(target=stop_process, args=(proc, 5.0, True)) for proc in self.clients]
+            self.scheduler = None
+        stoppers = [threading.Thread(target=_stop, args=(proc,)) for proc in self.clients]
         for thread in stoppers:
             thread.start()
         for thread in stoppers:
             thread.join()
-        for proc in self.clients:
-            _close_stdin(proc)
         if self.server is not None:
-            _close_stdin(self.server)
-            stop_process(self.server, 5.0, group=True)
-            if self.server.stdout is not None:
-                self.server.stdout.close()
+            self.server.close_stdin()
+            _stop(self.server)
+        for connection in self.connections.values():
+            connection.close()
+        self.connections.clear()
 
 
-def _close_stdin(proc: subprocess.Popen) -> None:
-    if proc.stdin is not None:
-        try:
-            proc.stdin.close()
-        except OSError:
-            pass
+def _stop(proc: Process, grace: float = 5.0) -> None:
+    """Let a child end by itself, then close its lifeline, then force it."""
+    if isinstance(proc, LocalProcess):
+        proc.stop(grace)
+        proc.close_stdin()
+        return
+    if proc.wait(grace) is None:
+        proc.close_stdin()
+        if proc.wait(5.0) is None:
+            log.warning("process on %s did not stop; cutting it off", proc.host)
+            proc.kill()
+            proc.wait(5.0)
+
+
+def _hint(code: int | None, last: str) -> str:
+    if code == 127 or "not found" in last:
+        return f" ({last}): is Python 3 installed there? set PSPYTHON to its path"
+    if "No module named" in last:
+        return f" ({last}): install pastset on that host, or set PSPYTHON to a Python that has it"
+    return f" ({last})" if last else ""

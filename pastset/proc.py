@@ -113,7 +113,8 @@ def processes_of_run(run_id: str) -> list[int]:
         except OSError:
             continue
         in_args = any(a == b"--run" and b == run_id.encode() for a, b in itertools.pairwise(args))
-        if in_args or marker_env in environ:
+        cleaner = any(a == b"clean" or a.endswith((b"pypsclean", b"pastset.commands.clean")) for a in args)
+        if (in_args and not cleaner) or marker_env in environ:
             found.append(int(entry.name))
     return sorted(found)
 
@@ -149,3 +150,64 @@ def _exists(pid: int) -> bool:
             return f.read().split(")")[-1].split()[0] != "Z"
     except OSError:
         return False
+
+
+class LocalProcess:
+    """A child on this host, with the interface the launcher uses for every process.
+
+    It leads its own process group (started with ``start_new_session=True``), so
+    ending it ends whatever it started too.
+    """
+
+    host = "localhost"
+
+    def __init__(self, argv: list[str], env: dict[str, str], capture_stdout: bool = False) -> None:
+        self.proc = subprocess.Popen(
+            argv,
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE if capture_stdout else None,
+            start_new_session=True,
+        )
+
+    def poll(self) -> int | None:
+        """Exit status, or None while running."""
+        return self.proc.poll()
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        """Wait for the exit status (None on timeout)."""
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def close_stdin(self) -> None:
+        """Close the lifeline."""
+        if self.proc.stdin is not None:
+            try:
+                self.proc.stdin.close()
+            except OSError:
+                pass
+
+    def kill(self) -> None:
+        """SIGKILL the process group."""
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def stop(self, grace: float) -> int | None:
+        """Bounded, escalating stop of the whole group."""
+        return stop_process(self.proc, grace, group=True)
+
+    def tail(self) -> str:
+        """Local children write straight to our stderr: nothing kept."""
+        return ""
+
+    def readline(self, timeout: float) -> str:
+        """The first line of its stdout (a server's READY line)."""
+        import select
+
+        assert self.proc.stdout is not None
+        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
+        return self.proc.stdout.readline().decode() if ready else ""

@@ -162,10 +162,15 @@ class Settings:
         log.warning("%s", message)
 
     def _run_helper(self, helper: str, env: MutableMapping[str, str]) -> None:
+        from .confhelp import BUILTIN
+
+        if helper in BUILTIN:
+            BUILTIN[helper](env)
+            return
         path = Path(helper).expanduser()
         if not path.is_file():
             raise ConfigurationError(
-                f"PSCONFHELP={helper!r}: no such script; set PSCONFHELP to the path of a Python "
+                f"PSCONFHELP={helper!r}: no such script; use 'slurm', 'pbs' or the path of a Python "
                 "script that sets PSHOSTS/PSPROCS, or unset it"
             )
         try:
@@ -200,12 +205,18 @@ class Settings:
         return host, int(port)
 
     def child_environment(self, base: Mapping[str, str]) -> dict[str, str]:
-        """``base`` plus every PS* setting, for processes this one starts."""
-        env = dict(base)
+        """``base`` plus the PS* settings that differ from their defaults, for child processes.
+
+        Defaults are left out so that a child applies its own (a default PSPYTHON
+        means "the interpreter running pastset" there too).
+        """
+        env = {k: v for k, v in base.items() if k not in SPEC}
+        defaults = Settings()
         for f in fields(self):
             if f.name in SPEC:
                 value = getattr(self, f.name)
-                env[f.name] = "" if value is None else str(value)
+                if value != getattr(defaults, f.name) or self.sources.get(f.name, "default") != "default":
+                    env[f.name] = "" if value is None else str(value)
         return env
 
     def describe(self) -> str:
@@ -251,4 +262,5 @@ def configure_logging(settings: Settings, name: str) -> None:
         handlers=handlers,
         force=True,
     )
-    logging.getLogger("Pyro5").setLevel(max(level, logging.WARNING))
+    for noisy in ("Pyro5", "paramiko"):
+        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))

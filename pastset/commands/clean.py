@@ -7,11 +7,16 @@ name, so other users' and other runs' processes are never touched.
 
 from __future__ import annotations
 
+import os
+import socket
 import sys
 
+from ..errors import PastSetError
+from ..launch import remote_command
 from ..proc import end_pids, processes_of_run
 from ..runs import forget_run, list_runs
 from ..settings import Settings, configure_logging
+from ..ssh import RemoteProcess, SshCommandProcess, connect
 from . import parser_for
 
 __all__ = ["main"]
@@ -29,21 +34,60 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--run", action="append", default=[], help="the run to clean (repeatable)")
     parser.add_argument("--dry-run", "-n", action="store_true", help="only list what would be ended")
+    parser.add_argument(
+        "--host",
+        action="append",
+        default=[],
+        help="also clean these hosts over SSH (default: the hosts the run used, from its run file)",
+    )
+    parser.add_argument("--here", action="store_true", help="only this host")
     options = parser.parse_args(argv)
     configure_logging(settings, "pypsclean")
-    targets = options.run or [r["run"] for r in list_runs() if not r["alive"]]
+    known = {r["run"]: r for r in list_runs()}
+    targets = options.run or [run for run, info in known.items() if not info["alive"]]
     if not targets:
         print("pypsclean: no stale runs found (name one with --run RUN)")
         return 0
+    status = 0
     for run_id in targets:
         pids = processes_of_run(run_id)
+        where = "" if options.here else f" on {socket.gethostname()}"
         if options.dry_run:
-            print(f"{run_id}: would end {len(pids)} process(es) {' '.join(map(str, pids))}".rstrip())
+            print(f"{run_id}: would end {len(pids)} process(es){where} {' '.join(map(str, pids))}".rstrip())
+        else:
+            ended = end_pids(pids)
+            print(f"{run_id}: ended {len(ended)} process(es){where} {' '.join(map(str, ended))}".rstrip())
+        if options.here:
             continue
-        ended = end_pids(pids)
-        forget_run(run_id)
-        print(f"{run_id}: ended {len(ended)} process(es) {' '.join(map(str, ended))}".rstrip())
-    return 0
+        info = known.get(run_id, {})
+        for host in options.host or info.get("hosts", []):
+            status |= _clean_remote(host, run_id, options.dry_run, info.get("ssh") or settings.PSSSH, settings)
+        if not options.dry_run:
+            forget_run(run_id)
+    return status
+
+
+def _clean_remote(host: str, run_id: str, dry_run: bool, ssh: str, settings: Settings) -> int:
+    """Run pypsclean for ``run_id`` on ``host`` and show what it did."""
+    args = ["--run", run_id, *(["--dry-run"] if dry_run else [])]
+    command = remote_command(settings, "clean", *args)
+    env = {"PSLOGLEVEL": settings.PSLOGLEVEL}
+    try:
+        if ssh.strip() != "ssh":
+            proc: RemoteProcess = SshCommandProcess(ssh, host, command, env)
+        else:
+            accept = os.environ.get("PSSSHACCEPT", "").lower() in ("1", "yes", "true")
+            connection = connect(host, accept)
+            proc = connection.start(command, env, sys.stdout.buffer, sys.stderr.buffer)
+        proc.close_stdin()
+        code = proc.wait(60)
+    except PastSetError as err:
+        print(f"{run_id}: {host}: {err}", file=sys.stderr)
+        return 1
+    first = proc.readline(0).strip()
+    if first:
+        print(f"{first} on {host}")
+    return 0 if code == 0 else 1
 
 
 if __name__ == "__main__":

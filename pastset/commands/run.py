@@ -39,17 +39,25 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(settings, "pypsrun")
     try:
         run = Run(settings, options.app, options.args)
-    except PastSetError as err:
+    except PastSetError as err:  # bad app, hosts file or settings: nothing started yet
         sys.stderr.write(f"pypsrun: {err}\n")
         return 2
     if not settings.PSHOSTS:
         log.info("no PSHOSTS given: clients run on this host only")
     previous = {sig: signal.signal(sig, run.on_interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
-    record_run(run.run_id, {"pid": os.getpid(), "app": str(run.app_path), "args": options.args})
+    info = {
+        "pid": os.getpid(),
+        "app": str(run.app_path),
+        "args": options.args,
+        "hosts": run.remote_hosts,
+        "ssh": settings.PSSSH,
+    }
+    record_run(run.run_id, info)
     status = 1
     try:
-        address = run.start_server()
-        record_run(run.run_id, {"pid": os.getpid(), "app": str(run.app_path), "args": options.args, "ns": address})
+        run.connect_hosts()
+        info["ns"] = run.start_server()
+        record_run(run.run_id, info)
         run.start_clients()
         status = run.run_app()
         run.finish(quietly=status == 0 and run._interrupts == 0)

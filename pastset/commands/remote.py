@@ -1,0 +1,56 @@
+"""``python -m pastset.commands.remote ROLE ARGS...``: a pastset process on another host.
+
+Started over SSH by pypsrun (and pypsclean).  The first line of standard input
+is the process's environment as JSON — so nothing secret ever appears on a
+command line — and the rest of standard input is the lifeline: when it closes,
+the process stops.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+__all__ = ["main"]
+
+
+def _first_line() -> bytes:
+    # Read byte by byte: whatever follows the line is the lifeline, left unread.
+    data = bytearray()
+    while True:
+        byte = os.read(0, 1)
+        if not byte or byte == b"\n":
+            return bytes(data)
+        data += byte
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Apply the environment from stdin, then run the named role."""
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] not in ("server", "client", "clean"):
+        sys.stderr.write("usage: python -m pastset.commands.remote server|client|clean ARGS...\n")
+        return 2
+    line = _first_line()
+    try:
+        env = json.loads(line) if line else {}
+    except ValueError:
+        sys.stderr.write("pastset remote: the first line of input must be the environment as JSON\n")
+        return 2
+    os.environ.update({str(k): str(v) for k, v in env.items()})
+    role, rest = argv[0], argv[1:]
+    if role == "server":
+        from .server import main as server_main
+
+        return server_main(rest)
+    if role == "client":
+        from .client import main as client_main
+
+        return client_main([*rest, "--lifeline"])
+    from .clean import main as clean_main
+
+    return clean_main([*rest, "--here"])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

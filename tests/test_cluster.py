@@ -1,0 +1,255 @@
+"""pypsrun across real hosts: network namespaces, one sshd each, paramiko and OpenSSH.
+
+Needs root; ``tests/run`` installs what it needs (tests/infra/install-deps.sh).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "infra"))
+
+from conftest import EXAMPLES, processes_mentioning
+from netns_hosts import NetnsHosts
+
+pytestmark = [pytest.mark.netns, pytest.mark.timeout(180)]
+
+
+@pytest.fixture(scope="module")
+def hosts() -> Iterator[NetnsHosts]:
+    with NetnsHosts(n=3, prefix="pst") as made:
+        yield made
+
+
+@pytest.fixture
+def home(hosts: NetnsHosts, tmp_path: Path) -> Path:
+    """A HOME whose ~/.ssh/config reaches the three hosts, keys and host keys pinned."""
+    ssh = tmp_path / "home" / ".ssh"
+    ssh.mkdir(parents=True)
+    shutil.copy(hosts.ssh_config, ssh / "config")
+    (tmp_path / "home" / "hosts").write_text("".join(f"{h.name}\n" for h in hosts))
+    return tmp_path / "home"
+
+
+def pastset_processes() -> set[int]:
+    return {pid for pid, cmd in processes_mentioning("pastset.") if "pytest" not in cmd}
+
+
+def pypsrun(home: Path, app: Path, *args: str, timeout: float = 90, **env: str) -> subprocess.CompletedProcess:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("PS")}
+    environ.update(HOME=str(home), PSHOSTS=str(home / "hosts"), PSLOGLEVEL="info")
+    environ.update(env)
+    return subprocess.run(
+        [sys.executable, "-m", "pastset.commands.run", str(app), *args],
+        env=environ,
+        cwd=home,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+HOSTNAMES_APP = """
+import json, os, subprocess, sys
+import pastset
+p = pastset.PastSet()
+names = p.enter(("name", str))
+for i in range(12):
+    p.spawn("whereami.py", [i])
+seen = sorted({names.observe()[0] for _ in range(12)})
+clients = json.loads(subprocess.run([sys.executable, "-m", "pastset.commands.manage", "clients", "--json",
+                                     "--run", os.environ["PSRUN"]], capture_output=True, text=True).stdout)
+print(json.dumps({"tasks_ran_on": seen, "clients_on": sorted(c["host"] for c in clients)}))
+p.halt()
+"""
+
+WHEREAMI = "import socket, time, pastset\ntime.sleep(0.2)\npastset.PastSet().enter(('name', str)).move((socket.gethostname(),))\n"
+
+
+def test_pi_and_a_bag_of_tasks_across_three_hosts(hosts, home):
+    before = pastset_processes()
+    result = pypsrun(home, EXAMPLES / "mcpiserver.py", "3", "30", "20000")
+    assert result.returncode == 0, result.stderr
+    assert "Pi is found as 3.1" in result.stdout
+    assert "clients on: pst-h1, pst-h2, pst-h3" in result.stderr
+    (home / "whereami.py").write_text(WHEREAMI)
+    app = home / "hostnames.py"
+    app.write_text(HOSTNAMES_APP)
+    result = pypsrun(home, app)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["clients_on"] == ["pst-h1", "pst-h2", "pst-h3"]  # from the registered specs
+    assert report["tasks_ran_on"] == ["pst-h1", "pst-h2", "pst-h3"]
+    assert pastset_processes() <= before
+
+
+def test_openssh_command_in_psssh_is_used(hosts, home):
+    result = pypsrun(home, EXAMPLES / "mcpiserver.py", "3", "12", "10000", PSSSH=f"ssh -F {home / '.ssh' / 'config'}")
+    assert result.returncode == 0, result.stderr
+    assert "Pi is found" in result.stdout
+
+
+def test_slot_forms_and_wrap_around(hosts, home):
+    (home / "hosts").write_text("pst-h1 slots=2\n1/pst-h2\npst-h3:1\n")
+    result = pypsrun(home, EXAMPLES / "mcpiserver.py", "4", "8", "1000")
+    assert result.returncode == 0, result.stderr
+    assert "clients on: pst-h1, pst-h1, pst-h2, pst-h3" in result.stderr
+    result = pypsrun(home, EXAMPLES / "mcpiserver.py", "5", "10", "1000", PSPROCS="5")
+    assert result.returncode == 0, result.stderr
+    assert "wrapping around" in result.stderr
+    assert "clients on: pst-h1, pst-h1, pst-h2, pst-h3, pst-h1" in result.stderr
+
+
+def test_server_side_on_a_remote_master(hosts, home):
+    (home / "hosts").write_text("pst-h2\npst-h3\n")
+    result = pypsrun(home, EXAMPLES / "mcpiserver.py", "2", "10", "5000", PSMASTER="pst-h1")
+    assert result.returncode == 0, result.stderr
+    assert "Pi is found" in result.stdout
+    assert "at 10." in result.stderr  # the server listens on pst-h1's address
+
+
+def test_unreachable_host_fails_fast_naming_it(hosts, home):
+    before = pastset_processes()
+    hosts[1].cut_off()
+    try:
+        start = time.monotonic()
+        result = pypsrun(home, EXAMPLES / "simple.py")
+        took = time.monotonic() - start
+    finally:
+        hosts[1].restore()
+    assert result.returncode != 0
+    assert "pst-h2" in result.stderr and "no answer" in result.stderr
+    assert "0 1" not in result.stdout
+    assert took < 30
+    assert pastset_processes() <= before
+
+
+def test_unreachable_master_fails_naming_it(hosts, home):
+    hosts[0].cut_off()
+    try:
+        result = pypsrun(home, EXAMPLES / "simple.py", PSMASTER="pst-h1")
+    finally:
+        hosts[0].restore()
+    assert result.returncode != 0
+    assert "pst-h1" in result.stderr
+
+
+def test_refused_authentication_names_host_and_fix(hosts, home, tmp_path):
+    other = tmp_path / "other_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
+    config = home / ".ssh" / "config"
+    config.write_text(config.read_text().replace(str(hosts.key), str(other)))
+    result = pypsrun(home, EXAMPLES / "simple.py")
+    assert result.returncode != 0
+    assert "authentication refused" in result.stderr and "pst-h" in result.stderr
+
+
+def test_unknown_host_key_is_refused_with_how_to_accept(hosts, home, tmp_path):
+    empty = tmp_path / "known_hosts"
+    empty.write_text("")
+    config = home / ".ssh" / "config"
+    config.write_text(config.read_text().replace(str(hosts.known_hosts), str(empty)))
+    result = pypsrun(home, EXAMPLES / "simple.py")
+    assert result.returncode != 0
+    assert "host key is not known" in result.stderr and "ssh pst-h" in result.stderr
+    assert "PSSSHACCEPT" in result.stderr
+    accepted = pypsrun(home, EXAMPLES / "simple.py", PSSSHACCEPT="yes")
+    assert accepted.returncode == 0, accepted.stderr
+    assert accepted.stdout.splitlines() == ["0 1", "(42, 3.14)", "1 1"]
+
+
+def test_changed_host_key_is_refused(hosts, home, tmp_path):
+    wrong = tmp_path / "wrong_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(wrong)], check=True)
+    public = Path(f"{wrong}.pub").read_text().split()
+    lines = [f"{h.address} {public[0]} {public[1]}\n" for h in hosts]
+    known = tmp_path / "known_wrong"
+    known.write_text("".join(lines))
+    config = home / ".ssh" / "config"
+    config.write_text(config.read_text().replace(str(hosts.known_hosts), str(known)))
+    result = pypsrun(home, EXAMPLES / "simple.py")
+    assert result.returncode != 0
+    assert "CHANGED" in result.stderr and "ssh-keygen -R" in result.stderr
+
+
+def test_host_without_pastset_is_named(hosts, home):
+    before = pastset_processes()
+    result = pypsrun(home, EXAMPLES / "simple.py", PSPYTHON="/usr/bin/python3")
+    assert result.returncode != 0
+    assert "No module named" in result.stderr and "install pastset on that host" in result.stderr
+    assert pastset_processes() <= before
+
+
+def test_host_without_python_is_named(hosts, home):
+    result = pypsrun(home, EXAMPLES / "simple.py", PSPYTHON="/nonexistent/python3")
+    assert result.returncode != 0
+    assert "status 127" in result.stderr and "PSPYTHON" in result.stderr
+
+
+STRAY_APP = """
+import os, pathlib, subprocess, sys, time
+import pastset
+p = pastset.PastSet()
+for _ in range(3):
+    p.spawn("stray.py")
+pathlib.Path("run-id").write_text(os.environ["PSRUN"])
+time.sleep(120)
+"""
+
+STRAY_TASK = (
+    "import subprocess, sys\n"
+    "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(300)'], start_new_session=True)\n"
+)
+
+
+def test_pypsclean_ends_strays_on_every_host_by_run_identity(hosts, home):
+    (home / "stray.py").write_text(STRAY_TASK)
+    app = home / "strays.py"
+    app.write_text(STRAY_APP)
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("PS")}
+    environ.update(HOME=str(home), PSHOSTS=str(home / "hosts"))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pastset.commands.run", str(app)], env=environ, cwd=home, start_new_session=True
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not (home / "run-id").exists():
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.1)
+        run_id = (home / "run-id").read_text()
+        deadline = time.monotonic() + 30
+        while len([p for p in processes_mentioning(run_id) if "time.sleep(300)" in p[1]]) < 3:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        os.killpg(proc.pid, 9)  # pypsrun and the app die without cleaning up
+        proc.wait()
+        strays = [p for p in processes_mentioning(run_id) if "time.sleep(300)" in p[1]]
+        assert len(strays) == 3  # detached into their own sessions: only pypsclean can find them
+        cleaned = subprocess.run(
+            [sys.executable, "-m", "pastset.commands.clean", "--run", run_id],
+            env=environ,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert cleaned.returncode == 0, cleaned.stderr
+        assert run_id in cleaned.stdout
+        for host in ("pst-h1", "pst-h2", "pst-h3"):
+            assert f"on {host}" in cleaned.stdout
+        deadline = time.monotonic() + 10
+        while processes_mentioning(run_id) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert processes_mentioning(run_id) == []
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, 9)
+            proc.wait()
