@@ -72,7 +72,11 @@ print(json.dumps({"tasks_ran_on": seen, "clients_on": sorted(c["host"] for c in 
 p.halt()
 """
 
-WHEREAMI = "import socket, time, pastset\ntime.sleep(0.2)\npastset.PastSet().enter(('name', str)).move((socket.gethostname(),))\n"
+WHEREAMI = (
+    "import socket, time, pastset\n"
+    "time.sleep(0.2)\n"
+    "pastset.PastSet().enter(('name', str)).move((socket.gethostname(),))\n"
+)
 
 
 def test_pi_and_a_bag_of_tasks_across_three_hosts(hosts, home):
