@@ -145,9 +145,8 @@ class Run:
         hosts = self.remote_hosts
         if not hosts or self.custom_ssh:
             return
-        accept = os.environ.get("PSSSHACCEPT", "").lower() in ("1", "yes", "true")
         with ThreadPoolExecutor(max_workers=min(16, len(hosts))) as pool:
-            futures = {h: pool.submit(connect, h, accept) for h in hosts}
+            futures = {h: pool.submit(connect, h, self.settings.PSSSHACCEPT) for h in hosts}
         problems = []
         for host, future in futures.items():
             try:

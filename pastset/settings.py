@@ -59,6 +59,14 @@ def _text(text: str) -> str:
     return text
 
 
+def _yes_no(text: str) -> bool:
+    if text.lower() in ("1", "yes", "true", "on"):
+        return True
+    if text.lower() in ("", "0", "no", "false", "off"):
+        return False
+    raise ValueError("must be yes or no")
+
+
 def _ns(text: str) -> str:
     if text:
         host, _, port = text.rpartition(":")
@@ -75,6 +83,7 @@ SPEC: dict[str, tuple[Callable[[str], Any], str, str]] = {
     "PSHOSTS": (_text, "", "hosts file, one host a line (empty: only this host)"),
     "PSPROCS": (_int_at_least(0), "1", "clients to launch, in hosts-file order"),
     "PSSSH": (_text, "ssh", "ssh command used to reach hosts"),
+    "PSSSHACCEPT": (_yes_no, "no", "accept unknown SSH host keys (only for throwaway test clusters)"),
     "PSPYTHON": (_text, "python", "python command on the nodes (locally: this Python)"),
     "PSPKILL": (_text, "pkill -9 -f", "kill-by-name command (kept for compatibility; unused)"),
     "PSWAITPROCS": (_int_at_least(0), "", "clients that must register before the app starts (default PSPROCS)"),
@@ -97,6 +106,7 @@ class Settings:
     PSHOSTS: str = ""
     PSPROCS: int = 1
     PSSSH: str = "ssh"
+    PSSSHACCEPT: bool = False
     PSPYTHON: str = "python"
     PSPKILL: str = "pkill -9 -f"
     PSWAITPROCS: int | None = None

@@ -113,6 +113,18 @@ def test_slot_forms_and_wrap_around(hosts, home):
     assert "clients on: pst-h1, pst-h1, pst-h2, pst-h3, pst-h1" in result.stderr
 
 
+def test_proxyjump_in_ssh_config_is_followed(hosts, home):
+    config = home / ".ssh" / "config"
+    text = config.read_text()
+    for h in hosts[1:]:  # reach pst-h2 and pst-h3 through pst-h1
+        text = text.replace(f"Host {h.name} {h.address}\n", f"Host {h.name} {h.address}\n    ProxyJump pst-h1\n")
+    config.write_text(text)
+    assert text.count("ProxyJump pst-h1") == 2
+    result = pypsrun(home, EXAMPLES / "mcpiserver.py", "3", "12", "5000")
+    assert result.returncode == 0, result.stderr
+    assert "Pi is found" in result.stdout
+
+
 def test_server_side_on_a_remote_master(hosts, home):
     (home / "hosts").write_text("pst-h2\npst-h3\n")
     result = pypsrun(home, EXAMPLES / "mcpiserver.py", "2", "10", "5000", PSMASTER="pst-h1")

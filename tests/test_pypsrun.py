@@ -27,11 +27,13 @@ def pypsrun_cmd(app: Path, *args: str) -> list[str]:
     return [sys.executable, "-m", "pastset.commands.run", str(app), *args]
 
 
-def run(app: Path, *args: str, procs: int = 1, timeout: float = 60, **env: str) -> subprocess.CompletedProcess:
+def run(app: Path, *args: str, procs: int | None = 1, timeout: float = 60, **env: str) -> subprocess.CompletedProcess:
     environ = dict(os.environ)
     for key in ("PSNS", "PSRUN", "PSTASK", "PSHOSTS", "PSMASTER"):
         environ.pop(key, None)
-    environ.update(PSPROCS=str(procs), **env)
+    if procs is not None:
+        environ["PSPROCS"] = str(procs)
+    environ.update(env)
     return subprocess.run(
         pypsrun_cmd(app, *args), env=environ, cwd=app.parent, capture_output=True, text=True, timeout=timeout
     )
@@ -251,10 +253,31 @@ def test_help_lists_settings_and_config_paths(capsys):
     assert "/etc/pypastset.conf" in out and ".pypastset.conf" in out
 
 
-def test_remote_hosts_refused_with_reason_in_this_version(tmp_path):
-    hosts = write(tmp_path, "hosts", "# cluster\nnode-that-is-not-here\n")
+def test_hosts_naming_this_machine_run_locally_without_ssh(tmp_path):
+    import socket
+
+    hosts = write(tmp_path, "hosts", f"# this machine, three ways\nlocalhost\n{socket.gethostname()}\n127.0.0.1\n")
+    app = write(tmp_path, "hello.py", "import pastset\npastset.PastSet()\nprint('hello')\n")
+    result = run(app, procs=None, PSHOSTS=str(hosts), PSLOGLEVEL="info", PSSSH="false")  # any ssh use would fail
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "hello\n"
+    assert f"clients on: localhost, {socket.gethostname()}, 127.0.0.1" in result.stderr
+
+
+def test_unreachable_host_fails_within_seconds_naming_it(tmp_path):
+    hosts = write(tmp_path, "hosts", "localhost\n127.0.0.2\n")  # loopback, but no sshd there
+    app = write(tmp_path, "a.py", "print('should not run')\n")
+    start = time.monotonic()
+    result = run(app, procs=None, PSHOSTS=str(hosts))
+    assert time.monotonic() - start < 20
+    assert result.returncode != 0
+    assert "127.0.0.2" in result.stderr and "cannot connect" in result.stderr
+    assert "should not run" not in result.stdout
+
+
+def test_malformed_hosts_file_names_file_and_line(tmp_path):
+    hosts = write(tmp_path, "hosts", "localhost\nnode slots=many\n")
     app = write(tmp_path, "a.py", "print('should not run')\n")
     result = run(app, PSHOSTS=str(hosts))
     assert result.returncode == 2
-    assert "node-that-is-not-here" in result.stderr
-    assert "should not run" not in result.stdout
+    assert f"{hosts}:2:" in result.stderr

@@ -7,7 +7,6 @@ name, so other users' and other runs' processes are never touched.
 
 from __future__ import annotations
 
-import os
 import socket
 import sys
 
@@ -76,8 +75,7 @@ def _clean_remote(host: str, run_id: str, dry_run: bool, ssh: str, settings: Set
         if ssh.strip() != "ssh":
             proc: RemoteProcess = SshCommandProcess(ssh, host, command, env)
         else:
-            accept = os.environ.get("PSSSHACCEPT", "").lower() in ("1", "yes", "true")
-            connection = connect(host, accept)
+            connection = connect(host, settings.PSSSHACCEPT)
             proc = connection.start(command, env, sys.stdout.buffer, sys.stderr.buffer)
         proc.close_stdin()
         code = proc.wait(60)
