@@ -272,5 +272,6 @@ def configure_logging(settings: Settings, name: str) -> None:
         handlers=handlers,
         force=True,
     )
+    # Pyro5 and paramiko report connection trouble themselves; ours says it better.
     for noisy in ("Pyro5", "paramiko"):
-        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+        logging.getLogger(noisy).setLevel(level if level <= logging.DEBUG else logging.CRITICAL)

@@ -50,6 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     status = 0
     for run_id in targets:
         pids = processes_of_run(run_id)
+        launcher = int(known.get(run_id, {}).get("pid", 0) or 0)
+        if options.run and not options.here and _is_pypsrun(launcher):
+            pids.append(launcher)  # a hung pypsrun of a named run goes too
         where = "" if options.here else f" on {socket.gethostname()}"
         if options.dry_run:
             print(f"{run_id}: would end {len(pids)} process(es){where} {' '.join(map(str, pids))}".rstrip())
@@ -64,6 +67,16 @@ def main(argv: list[str] | None = None) -> int:
         if not options.dry_run:
             forget_run(run_id)
     return status
+
+
+def _is_pypsrun(pid: int) -> bool:
+    """True if ``pid`` is a live pypsrun (guards against a reused pid)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            args = f.read().split(b"\0")
+    except OSError:
+        return False
+    return pid > 0 and any(a.endswith((b"pypsrun", b"pastset.commands.run")) for a in args)
 
 
 def _clean_remote(host: str, run_id: str, dry_run: bool, ssh: str, settings: Settings) -> int:
