@@ -20,6 +20,7 @@ from . import wire
 from .element import check_delta, check_index, check_template
 from .errors import BY_NAME, PastSetConnectionError, PastSetTypeError, RemoteError
 from .naming import FACTORY, space_name
+from .proxies import connection_error, proxy, refused
 from .settings import Settings
 
 __all__ = ["ElementHandle", "PastSet"]
@@ -50,6 +51,7 @@ class PastSet:
         host, port = settings.ns_address()
         self._run = run or settings.PSRUN or "default"
         self._task = settings.PSTASK
+        self._secret = settings.PSSECRET
         self._where = f"name server {host}:{port} (PSNS), run {self._run!r} (PSRUN)"
         self._local = threading.local()
         self._proxies: list[Pyro5.api.Proxy] = []
@@ -58,8 +60,7 @@ class PastSet:
 
     def _resolve(self, host: str, port: int) -> str:
         try:
-            with Pyro5.api.Proxy(f"PYRO:{Pyro5.core.NAMESERVER_NAME}@{host}:{port}") as ns:
-                ns._pyroTimeout = 10
+            with proxy(f"PYRO:{Pyro5.core.NAMESERVER_NAME}@{host}:{port}", self._secret, timeout=10) as ns:
                 try:
                     return str(ns.lookup(space_name(self._run)))
                 except Pyro5.errors.NamingError:
@@ -70,10 +71,11 @@ class PastSet:
                     raise PastSetConnectionError(
                         f"no PastSet named {self._run!r} at {self._where}; check PSRUN, or that the run has not ended"
                     ) from None
-            with Pyro5.api.Proxy(factory) as opener:
-                opener._pyroTimeout = 10
+            with proxy(factory, self._secret, timeout=10) as opener:
                 return str(opener.open(self._run))
         except Pyro5.errors.CommunicationError as err:
+            if refused(err):
+                raise connection_error(self._where, err) from None
             raise PastSetConnectionError(
                 f"cannot reach the PastSet server at {self._where}: {err}. "
                 "Is the run (pypsrun) or pypsserver still running, and is the address reachable?"
@@ -81,15 +83,14 @@ class PastSet:
 
     # ------------------------------------------------------------- transport
     def _proxy(self) -> Pyro5.api.Proxy:
-        proxy = getattr(self._local, "proxy", None)
-        if proxy is None:
-            proxy = Pyro5.api.Proxy(self._uri)
-            proxy._pyroSerializer = "msgpack"
-            proxy._pyroHandshake = {"task": self._task}
-            self._local.proxy = proxy
+        proxy_ = getattr(self._local, "proxy", None)
+        if proxy_ is None:
+            made = proxy(self._uri, self._secret, self._task)
+            self._local.proxy = made
             with self._plock:
-                self._proxies.append(proxy)
-        return proxy
+                self._proxies.append(made)
+            return made
+        return proxy_
 
     def _call(self, *message: Any) -> Any:
         request = wire.encode(message)  # refuses unsendable values before anything is sent
@@ -143,9 +144,9 @@ class PastSet:
         """Close this handle's connections (they also close when the program exits)."""
         with self._plock:
             proxies, self._proxies = self._proxies, []
-        for proxy in proxies:
+        for each in proxies:
             try:
-                proxy._pyroRelease()
+                each._pyroRelease()
             except Exception:
                 pass
         self._local = threading.local()

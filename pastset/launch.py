@@ -26,18 +26,17 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import Pyro5.api
 import Pyro5.errors
 
 from .errors import AppNotFoundError, PastSetConnectionError, PastSetError
 from .hosts import assign_clients, read_hosts_file
 from .naming import scheduler_name
 from .proc import LocalProcess, exit_status
+from .proxies import lookup, proxy
 from .settings import Settings, this_host_names
 from .space import find_in_path
 from .ssh import Connection, RemoteProcess, SshCommandProcess, connect, route_to, ssh_resolve
@@ -109,6 +108,7 @@ class Run:
             psbin = [*psbin, str(self.app_path.parent)]  # an app's companions sit next to it
         settings.PSBIN = os.pathsep.join(psbin)
         settings.PSRUN = self.run_id
+        settings.PSSECRET = secrets.token_urlsafe(24)  # handed on by environment or SSH stdin only
         self.args = args
         self.local_names = this_host_names()
         self.master = settings.PSMASTER
@@ -209,11 +209,8 @@ class Run:
             )
         address = line.split()[1]
         self.settings.PSNS = address
-        host, _, port = address.rpartition(":")
         try:
-            with Pyro5.api.Proxy(f"PYRO:{Pyro5.core.NAMESERVER_NAME}@{host}:{port}") as ns:
-                ns._pyroTimeout = 10
-                uri = ns.lookup(scheduler_name(self.run_id))
+            uri = lookup(address, scheduler_name(self.run_id), self.settings.PSSECRET)
         except Pyro5.errors.CommunicationError as err:
             raise PastSetConnectionError(
                 f"the PastSet server on {master} listens at {address} but cannot be reached from here: {err}; "
@@ -223,11 +220,8 @@ class Run:
         log.debug("run %s: server ready at %s", self.run_id, address)
         return address
 
-    @staticmethod
-    def _scheduler_proxy(uri: Any) -> Any:
-        proxy = Pyro5.api.Proxy(uri)
-        proxy._pyroSerializer = "msgpack"
-        return proxy
+    def _scheduler_proxy(self, uri: Any) -> Any:
+        return proxy(uri, self.settings.PSSECRET)
 
     def start_clients(self) -> None:
         """Start the clients on their hosts and wait for PSWAITPROCS of them to register."""
@@ -271,10 +265,63 @@ class Run:
 
     # ----------------------------------------------------------------- app
     def run_app(self) -> int:
-        """Run the application here and return its exit status."""
+        """Run the application here and return its exit status.
+
+        While it runs, a stop from pypsmanage ends it (SIGTERM, then SIGKILL),
+        and with PSPROGRESS a live line on a terminal's stderr shows progress.
+        """
         cmd = [sys.executable, str(self.app_path), *self.args]
         self.app = subprocess.Popen(cmd, env=self._env())
-        return exit_status(self.app.wait())
+        threading.Thread(target=self._watch_stop, args=(self.app,), daemon=True).start()
+        progress = None
+        if self.settings.PSPROGRESS and sys.stderr.isatty():
+            progress = threading.Thread(target=self._progress, args=(self.app,), daemon=True)
+            progress.start()
+        status = exit_status(self.app.wait())
+        if progress is not None:
+            progress.join(2)
+        return status
+
+    def _watch_stop(self, app: subprocess.Popen) -> None:
+        try:
+            with self._scheduler_proxy(self.scheduler._pyroUri) as sched:
+                reason = sched.wait_end(None)
+        except Pyro5.errors.CommunicationError:
+            return
+        if reason and app.poll() is None:
+            log.warning("%s; ending the application", reason)
+            app.terminate()
+            try:
+                app.wait(5)
+            except subprocess.TimeoutExpired:
+                app.kill()
+
+    def _progress(self, app: subprocess.Popen) -> None:
+        """One live line on stderr: clients ready, tasks dispatched and finished."""
+        try:
+            with self._scheduler_proxy(self.scheduler._pyroUri) as sched:
+                while app.poll() is None:
+                    snap = sched.snapshot()
+                    tasks = snap["tasks"]
+                    dispatched = sum(1 for t in tasks if t["state"] != "queued")
+                    finished = sum(1 for t in tasks if t["state"] in ("done", "failed", "stopped"))
+                    failed = sum(1 for t in tasks if t["state"] == "failed")
+                    alive = sum(1 for c in snap["clients"] if c["alive"])
+                    line = (
+                        f"pypsrun {self.run_id}: clients {alive}/{len(self.placement)} ready, tasks "
+                        f"{dispatched}/{len(tasks)} dispatched, {finished} finished"
+                        + (f", {failed} failed" if failed else "")
+                        + (" [paused]" if snap["paused"] else "")
+                    )
+                    sys.stderr.write(f"\r\x1b[K{line}")
+                    sys.stderr.flush()
+                    if sched.wait_end(0.5) is not None:
+                        break
+        except Pyro5.errors.CommunicationError:
+            pass
+        finally:
+            sys.stderr.write("\r\x1b[K")
+            sys.stderr.flush()
 
     def on_interrupt(self, signum: int, frame: object) -> None:
         """SIGINT/SIGTERM: pass it on to the application, then insist."""
@@ -285,8 +332,9 @@ class Run:
         if self._interrupts == 1:
             # From a terminal the app got the same Ctrl-C; from kill(1) it did not.
             def forward() -> None:
-                time.sleep(0.3)
-                if app.poll() is None:
+                try:
+                    app.wait(0.3)
+                except subprocess.TimeoutExpired:
                     app.send_signal(signal.SIGINT)
 
             threading.Thread(target=forward, daemon=True).start()

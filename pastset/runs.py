@@ -34,7 +34,9 @@ def record_run(run_id: str, info: dict[str, Any]) -> Path:
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     path = folder / f"{run_id}.json"
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"run": run_id, "started": time.time(), **info}))
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # it holds the run's secret
+    with os.fdopen(fd, "w") as f:
+        f.write(json.dumps({"run": run_id, "started": time.time(), **info}))
     tmp.replace(path)
     return path
 

@@ -56,6 +56,8 @@ class ClientInfo:
     alive: bool = True
     running: set[str] = field(default_factory=set)
     done: int = 0
+    last_seen: float = field(default_factory=time.monotonic)
+    gone_reason: str = ""
 
 
 def normalise_args(args: object) -> list[str]:
@@ -72,9 +74,14 @@ def normalise_args(args: object) -> list[str]:
 class Scheduler:
     """Hands spawned tasks to idle clients and decides when a run is over."""
 
-    def __init__(self, space: Space, check_apps: bool = True) -> None:
+    def __init__(self, space: Space, check_apps: bool = True, deadtime: float = 6.0) -> None:
         self.space = space
         self.check_apps = check_apps
+        self.deadtime = deadtime
+        self.started = time.time()
+        self._paused = False
+        self._stop_reason = ""
+        self._rates: collections.deque[tuple[float, int, int]] = collections.deque(maxlen=6)
         self._cond = threading.Condition()
         self._queue: collections.deque[Task] = collections.deque()
         self._tasks: dict[str, Task] = {}
@@ -103,6 +110,7 @@ class Scheduler:
             if info is None or not info.alive:
                 return
             info.alive = False
+            info.gone_reason = reason
             lost = list(info.running)
             info.running.clear()
             for tid in lost:
@@ -170,7 +178,7 @@ class Scheduler:
             while True:
                 if self._ended or not info.alive:
                     return None
-                if self._queue:
+                if self._queue and not self._paused:
                     task = self._queue.popleft()
                     task.state = "running"
                     task.client = cid
@@ -209,6 +217,67 @@ class Scheduler:
                 "task %s (%s %s) on %s failed with status %s", tid, task.app, " ".join(task.args), task.host, status
             )
 
+    def heartbeat(self, cid: str) -> bool:
+        """Client ``cid`` is alive; False tells it that it was given up on."""
+        with self._cond:
+            info = self._clients.get(cid)
+            if info is None or not info.alive:
+                return False
+            info.last_seen = time.monotonic()
+            return not self._ended
+
+    def check_clients(self) -> list[str]:
+        """Give up on clients silent for longer than ``deadtime``; return their ids.
+
+        Also samples the move and observe counters for the rates in :meth:`snapshot`.
+        """
+        now = time.monotonic()
+        self._rates.append((now, self.space.moves, self.space.observes))
+        with self._cond:
+            silent = [c.id for c in self._clients.values() if c.alive and now - c.last_seen > self.deadtime]
+        for cid in silent:
+            self.client_gone(cid, f"no heartbeat for {self.deadtime:g} s: host down or unreachable")
+        return silent
+
+    # -------------------------------------------------------- central control
+    def pause(self, match: str = "") -> list[int]:
+        """Stop the work: hold dispatch and unindexed observes (or only those of elements matching ``match``).
+
+        Moves, indexed observes and monitoring go on; every worker finishes the
+        item in hand and takes no next one.
+        """
+        with self._cond:
+            if not match:
+                self._paused = True
+            self._cond.notify_all()
+        touched = self.space.pause(True, match)
+        log.warning("run paused%s", f" (elements {touched})" if match else "")
+        return touched
+
+    def resume(self, match: str = "") -> list[int]:
+        """Release what :meth:`pause` held, in order."""
+        with self._cond:
+            if not match:
+                self._paused = False
+            self._cond.notify_all()
+        touched = self.space.pause(False, match)
+        log.warning("run resumed%s", f" (elements {touched})" if match else "")
+        return touched
+
+    def stop(self, reason: str = "the run was stopped") -> None:
+        """End the run now, as asked by an operator: clients halt, the app is told."""
+        with self._cond:
+            self._stop_reason = reason
+        log.warning("%s", reason)
+        self.end(reason)
+
+    def wait_end(self, timeout: float | None = None) -> str | None:
+        """Block until the run ends; return the stop reason ("" if it just ended), None on timeout."""
+        with self._cond:
+            if not self._cond.wait_for(lambda: self._ended, timeout):
+                return None
+            return self._stop_reason
+
     # ------------------------------------------------------------- the end
     def _quiet(self) -> bool:
         with self._cond:
@@ -240,14 +309,14 @@ class Scheduler:
         self.end()
         return quiet
 
-    def end(self) -> None:
+    def end(self, reason: str = "the run has ended") -> None:
         """End the run now: clients stop, blocked operations raise RunEndedError."""
         with self._cond:
             self._ended = True
             if self._queue:
                 log.warning("%d spawned task(s) never ran: %s", len(self._queue), ", ".join(t.app for t in self._queue))
             self._cond.notify_all()
-        self.space.end("the run has ended")
+        self.space.end(reason)
 
     @property
     def ended(self) -> bool:
@@ -259,9 +328,29 @@ class Scheduler:
         """Clients and tasks as plain data (for pypsmanage and tests)."""
         with self._cond:
             clients = []
+            now = time.monotonic()
             for c in self._clients.values():
                 row = asdict(c)
                 row["running"] = sorted(c.running)
+                row["silent_s"] = round(now - row.pop("last_seen"), 1)
                 clients.append(row)
             tasks = [asdict(t) for t in self._tasks.values()]
-            return {"clients": clients, "tasks": tasks, "halted": self._halted, "ended": self._ended}
+            rates = list(self._rates)
+        moves_rate = observes_rate = 0.0
+        if len(rates) >= 2 and rates[-1][0] > rates[0][0]:
+            span = rates[-1][0] - rates[0][0]
+            moves_rate = (rates[-1][1] - rates[0][1]) / span
+            observes_rate = (rates[-1][2] - rates[0][2]) / span
+        return {
+            "clients": clients,
+            "tasks": tasks,
+            "halted": self._halted,
+            "ended": self._ended,
+            "paused": self._paused,
+            "stopped": self._stop_reason,
+            "started": self.started,
+            "moves": self.space.moves,
+            "observes": self.space.observes,
+            "moves_per_s": round(moves_rate, 1),
+            "observes_per_s": round(observes_rate, 1),
+        }

@@ -21,6 +21,7 @@ its msgpack serializer.  Nothing received is ever unpickled.
 
 from __future__ import annotations
 
+import hmac
 import logging
 import threading
 import time
@@ -31,6 +32,7 @@ from typing import Any
 import Pyro5.api
 import Pyro5.callcontext
 import Pyro5.core
+import Pyro5.errors
 import Pyro5.nameserver
 from Pyro5 import config as pyro_config
 
@@ -220,6 +222,26 @@ class SchedulerService:
         """No more tasks."""
         self.scheduler.halt()
 
+    def heartbeat(self, cid: str) -> bool:
+        """A client is alive; False means the run gave up on it (it should stop)."""
+        return self.scheduler.heartbeat(cid)
+
+    def pause(self, match: str = "") -> list[int]:
+        """Hold dispatch and unindexed observes (all, or elements matching ``match``)."""
+        return self.scheduler.pause(match)
+
+    def resume(self, match: str = "") -> list[int]:
+        """Release what pause held."""
+        return self.scheduler.resume(match)
+
+    def stop(self, reason: str = "") -> None:
+        """End the run now (an operator's stop)."""
+        self.scheduler.stop(reason or "the run was stopped by pypsmanage")
+
+    def wait_end(self, timeout: float | None = None) -> str | None:
+        """Block until the run ends; the stop reason, "" if it simply ended, None on timeout."""
+        return self.scheduler.wait_end(timeout)
+
     def snapshot(self) -> dict[str, Any]:
         """Clients, tasks and elements of the run."""
         data = self.scheduler.snapshot()
@@ -251,10 +273,15 @@ class _Daemon(Pyro5.nameserver.NameServerDaemon):
         super().__init__(host=host, port=port)
 
     def validateHandshake(self, conn: Any, data: Any) -> Any:  # noqa: N802 - Pyro5 API
-        if isinstance(data, dict):
-            task = data.get("task")
-            if isinstance(task, str) and task:
-                conn.pastset_task = task
+        data = data if isinstance(data, dict) else {}
+        secret = self._server.secret
+        offered = data.get("secret", "")
+        if secret and not (isinstance(offered, str) and hmac.compare_digest(offered.encode(), secret.encode())):
+            log.warning("refused a connection without the run's secret from %s", getattr(conn, "sock", conn))
+            raise Pyro5.errors.SecurityError("this PastSet run needs its secret")
+        task = data.get("task")
+        if isinstance(task, str) and task:
+            conn.pastset_task = task
         return "pastset"
 
     def clientDisconnect(self, conn: Any) -> None:  # noqa: N802 - Pyro5 API
@@ -268,7 +295,13 @@ class Server:
     """A PastSet server process: name server plus spaces (and schedulers)."""
 
     def __init__(
-        self, host: str = "127.0.0.1", port: int = 0, psbin: list[str] | None = None, on_demand: bool = False
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        psbin: list[str] | None = None,
+        on_demand: bool = False,
+        secret: str = "",
+        deadtime: float = 6.0,
     ) -> None:
         pyro_config.SERVERTYPE = "thread"
         if pyro_config.THREADPOOL_SIZE == 80:  # Pyro5's default: far too small for us
@@ -277,6 +310,8 @@ class Server:
         pyro_config.SOCK_NODELAY = True
         pyro_config.POLLTIMEOUT = 0.5
         self.psbin = psbin or ["."]
+        self.secret = secret
+        self.deadtime = deadtime
         self.spaces: dict[str, Space] = {}
         self.schedulers: dict[str, Scheduler] = {}
         self.services: list[SpaceService] = []
@@ -302,7 +337,7 @@ class Server:
             if space is not None:
                 return space
             space = Space(run, self.psbin, _current_task)
-            sched = Scheduler(space) if scheduler else None
+            sched = Scheduler(space, deadtime=self.deadtime) if scheduler else None
             service = SpaceService(space, sched)
             self.services.append(service)
             uri = self.daemon.register(service, space_name(run))
@@ -317,7 +352,15 @@ class Server:
 
     def serve(self) -> None:
         """Serve requests in this thread until :meth:`stop`."""
+        threading.Thread(target=self._watch_clients, name="heartbeats", daemon=True).start()
         self.daemon.requestLoop(loopCondition=lambda: not self._stop.is_set())
+
+    def _watch_clients(self) -> None:
+        # A bounded tick: a client whose host vanished sends nothing that could wake us.
+        tick = min(0.5, self.deadtime / 4)
+        while not self._stop.wait(tick):
+            for scheduler in list(self.schedulers.values()):
+                scheduler.check_clients()
 
     def stop(self) -> None:
         """Stop serving: end every run so blocked callers are told, then leave the loop."""

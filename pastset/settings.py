@@ -67,6 +67,20 @@ def _yes_no(text: str) -> bool:
     raise ValueError("must be yes or no")
 
 
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise ValueError("must be a positive number of seconds")
+    return value
+
+
+def _web(text: str) -> str:
+    if text:
+        if not text.rpartition(":")[2].isdigit():
+            raise ValueError("must be PORT or HOST:PORT")
+    return text
+
+
 def _ns(text: str) -> str:
     if text:
         host, _, port = text.rpartition(":")
@@ -90,6 +104,11 @@ SPEC: dict[str, tuple[Callable[[str], Any], str, str]] = {
     "PSLOGPATH": (_text, "", "log file (empty: no log file)"),
     "PSLOGLEVEL": (_level, "warning", "debug, info, warning, error or critical"),
     "PSCONFHELP": (_text, "", "configuration helper script run before the environment is read"),
+    "PSSLOTS": (_int_at_least(1), "1", "spawned tasks one client runs at once"),
+    "PSPROGRESS": (_yes_no, "no", "pypsrun shows a live progress line on a terminal's stderr"),
+    "PSWEB": (_web, "", "serve a status page: PORT or HOST:PORT (loopback unless a host is given)"),
+    "PSDEADTIME": (_seconds, "6", "seconds without a heartbeat before a client counts as dead"),
+    "PSSECRET": (_text, "", "the run's secret (made by pypsrun, handed on privately; never shown)"),
     "PSNS": (_ns, "", "name server of the current run as HOST:PORT (set by pypsrun)"),
     "PSRUN": (_text, "", "name of the current run (set by pypsrun)"),
     "PSTASK": (_text, "", "id of the spawned task this process runs (set by clients)"),
@@ -113,6 +132,11 @@ class Settings:
     PSLOGPATH: str = ""
     PSLOGLEVEL: str = "warning"
     PSCONFHELP: str = ""
+    PSSLOTS: int = 1
+    PSPROGRESS: bool = False
+    PSWEB: str = ""
+    PSDEADTIME: float = 6.0
+    PSSECRET: str = ""
     PSNS: str = ""
     PSRUN: str = ""
     PSTASK: str = ""
@@ -235,6 +259,8 @@ class Settings:
         for key, (_, _default, meaning) in SPEC.items():
             value = getattr(self, key)
             shown = "" if value is None else str(value)
+            if key == "PSSECRET" and shown:
+                shown = "(set)"
             lines.append(f"  {key:<12} = {shown!r:<24} [{self.sources.get(key, 'default')}] {meaning}")
         lines.append("configuration files searched (lowest priority first):")
         for path, read in self.searched or [(p, p.is_file()) for p in config_paths()]:

@@ -102,6 +102,7 @@ class Space:
         self._xnames: dict[int, str] = {}
         self._ids = itertools.count(1)
         self._ended: RunEndedError | None = None
+        self._paused = False
         #: notified whenever a task starts or stops blocking, or the state changes
         self.activity = threading.Condition()
         self._blocked: dict[str, int] = {}
@@ -128,6 +129,8 @@ class Space:
                     f"X-function {xfunction!r} failed to create its element: {type(err).__name__}: {err}"
                 ) from err
             element.attach(self)
+            if self._paused:
+                element.pause(True)
             eid = next(self._ids)
             self._by_key[key] = eid
             self._elements[eid] = element
@@ -172,6 +175,28 @@ class Space:
         """The live elements, oldest first."""
         with self._lock:
             return [(eid, self._elements[eid]) for eid in self._by_key.values()]
+
+    def pause(self, paused: bool = True, match: str = "") -> list[int]:
+        """Hold (or release) unindexed observes on every element, or those matching ``match``.
+
+        ``match`` is an element id or a piece of the template's text.  Pausing
+        everything also pauses elements entered later.  Returns the ids touched.
+        """
+        touched = []
+        with self._lock:
+            if not match:
+                self._paused = paused
+            for eid in self._by_key.values():
+                element = self._elements[eid]
+                if not match or match == str(eid) or match in repr(element.template()):
+                    element.pause(paused)
+                    touched.append(eid)
+        return touched
+
+    @property
+    def paused(self) -> bool:
+        """True while every element is paused."""
+        return self._paused
 
     def end(self, reason: str = "the run has ended") -> None:
         """End the run: every blocked and later operation raises RunEndedError."""

@@ -15,6 +15,7 @@ import os
 import platform
 import shlex
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -22,12 +23,12 @@ import threading
 import time
 from typing import IO, Any
 
-import Pyro5.api
 import Pyro5.errors
 
 from .errors import PastSetConnectionError
 from .naming import scheduler_name
 from .proc import exit_status, stop_process
+from .proxies import connection_error, lookup, proxy
 from .settings import Settings
 
 __all__ = ["Worker", "host_specs"]
@@ -80,44 +81,82 @@ class Worker:
         self.settings = settings
         self._stop = threading.Event()
         self._lock = threading.Lock()
-        self._running: subprocess.Popen | None = None
+        self._running: set[subprocess.Popen] = set()
+        self._lost = 0
         host, port = settings.ns_address()
         try:
-            with Pyro5.api.Proxy(f"PYRO:{Pyro5.core.NAMESERVER_NAME}@{host}:{port}") as ns:
-                ns._pyroTimeout = 10
-                uri = ns.lookup(scheduler_name(settings.PSRUN))
-        except (Pyro5.errors.CommunicationError, Pyro5.errors.NamingError) as err:
-            raise PastSetConnectionError(
-                f"client cannot reach the scheduler of run {settings.PSRUN!r} at {host}:{port}: {err}"
-            ) from None
-        self.scheduler = Pyro5.api.Proxy(uri)
-        self.scheduler._pyroSerializer = "msgpack"
+            self.uri = lookup(settings.PSNS, scheduler_name(settings.PSRUN), settings.PSSECRET)
+        except Pyro5.errors.NamingError as err:
+            raise PastSetConnectionError(f"run {settings.PSRUN!r} has no scheduler at {host}:{port}: {err}") from None
+        except Pyro5.errors.CommunicationError as err:
+            raise connection_error(f"{host}:{port}", err) from None
+        self.scheduler = proxy(self.uri, settings.PSSECRET)
         self.cid = ""
 
     def stop(self) -> None:
-        """Stop asking for tasks and end the running one (called from other threads)."""
+        """Stop asking for tasks and end the running ones (called from other threads)."""
         self._stop.set()
         with self._lock:
-            proc = self._running
-        if proc is not None:
+            procs = list(self._running)
+        for proc in procs:
             threading.Thread(target=stop_process, args=(proc, 0.0), daemon=True).start()
 
     def run(self) -> int:
-        """Register and serve tasks; return this process's exit status."""
+        """Register, then serve tasks in PSSLOTS slots; return this process's exit status."""
         try:
             self.cid = self.scheduler.register(host_specs())
+        except Pyro5.errors.CommunicationError as err:
+            log.error("client cannot register: %s", err)
+            return 1
+        threading.Thread(target=self._heartbeat, name="heartbeat", daemon=True).start()
+        extra = [threading.Thread(target=self._slot, name=f"slot-{n}") for n in range(1, self.settings.PSSLOTS)]
+        for thread in extra:
+            thread.start()
+        status = self._slot(self.scheduler)
+        for thread in extra:
+            thread.join()
+        return status or self._lost
+
+    def _slot(self, scheduler: Any = None) -> int:
+        """One slot: ask for a task, run it, report, until told to stop."""
+        own = scheduler is None
+        scheduler = scheduler or proxy(self.uri, self.settings.PSSECRET)
+        try:
             while not self._stop.is_set():
-                task = self.scheduler.next_task(self.cid)
+                task = scheduler.next_task(self.cid)
                 if task is None:
                     break
                 status, tail = self._run_task(task)
-                self.scheduler.task_done(self.cid, task["id"], status, tail)
+                scheduler.task_done(self.cid, task["id"], status, tail)
         except Pyro5.errors.CommunicationError as err:
             if self._stop.is_set():
                 return 0
             log.error("client %s lost its scheduler (%s); stopping", self.cid, err)
+            self.stop()
             return 1
+        finally:
+            if own:
+                scheduler._pyroRelease()
         return 0
+
+    def _heartbeat(self) -> None:
+        beat = proxy(self.uri, self.settings.PSSECRET, timeout=self.settings.PSDEADTIME)
+        interval = self.settings.PSDEADTIME / 4
+        while not self._stop.wait(interval):
+            try:
+                if not beat.heartbeat(self.cid):
+                    log.warning("client %s was given up on by the run; stopping", self.cid)
+                    self._lost = 1
+                    self.stop()
+                    os.kill(os.getpid(), signal.SIGTERM)  # wake the main thread's blocking call
+                    return
+            except Pyro5.errors.CommunicationError:
+                if not self._stop.is_set():
+                    log.error("client %s cannot reach its scheduler; stopping", self.cid)
+                    self._lost = 1
+                    self.stop()
+                    os.kill(os.getpid(), signal.SIGTERM)
+                return
 
     def _run_task(self, task: dict[str, Any]) -> tuple[int, str]:
         env = self.settings.child_environment(os.environ)
@@ -130,14 +169,14 @@ class Worker:
         except OSError as err:
             return 127, f"cannot start {cmd[0]!r} (PSPYTHON): {err}"
         with self._lock:
-            self._running = proc
+            self._running.add(proc)
         if self._stop.is_set():
             self.stop()
         assert proc.stderr is not None
         tail = _forward(proc.stderr, sys.stderr.buffer)
         code = proc.wait()
         with self._lock:
-            self._running = None
+            self._running.discard(proc)
         return exit_status(code), tail
 
 

@@ -32,7 +32,7 @@ class RunningServer:
         return env
 
 
-def start_server(psbin: Path, *args: str, run: str | None = None) -> RunningServer:
+def start_server(psbin: Path, *args: str, run: str | None = None, secret: str = "") -> RunningServer:
     """Start ``pypsscheduler --ready`` and wait for its READY line (no sleeps)."""
     run = run or f"test-{uuid.uuid4().hex[:8]}"
     cmd = [
@@ -49,7 +49,7 @@ def start_server(psbin: Path, *args: str, run: str | None = None) -> RunningServ
         "--ready",
         *args,
     ]
-    env = dict(os.environ, PSBIN=str(psbin))
+    env = dict(os.environ, PSBIN=str(psbin), PSSECRET=secret)
     proc = subprocess.Popen(cmd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True)
     assert proc.stdout is not None
     ready, _, _ = select.select([proc.stdout], [], [], 30)
@@ -86,6 +86,17 @@ def private_dirs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_settings() -> Iterator[None]:
+    """PS* variables a test (or a PSCONFHELP helper it ran) set do not reach the next test."""
+    saved = {k: v for k, v in os.environ.items() if k.startswith("PS")}
+    yield
+    for key in [k for k in os.environ if k.startswith("PS")]:
+        if key not in saved:
+            del os.environ[key]
+    os.environ.update(saved)
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 
 import pytest
 
@@ -114,6 +115,10 @@ def test_confhelp_by_name_through_settings(monkeypatch):
     monkeypatch.setenv("SLURM_JOB_NODELIST", "c[1-2]")
     monkeypatch.setenv("SLURM_TASKS_PER_NODE", "2(x2)")
     monkeypatch.setenv("SLURM_NTASKS", "4")
-    settings = Settings.load(files=[])
-    assert settings.PSPROCS == 4
-    assert [e.name for e in read_hosts_file(settings.PSHOSTS)] == ["c1", "c2"]
+    try:
+        settings = Settings.load(files=[])
+        assert settings.PSPROCS == 4
+        assert [e.name for e in read_hosts_file(settings.PSHOSTS)] == ["c1", "c2"]
+    finally:  # the helper wrote os.environ itself, as batch-system helpers do
+        for key in ("PSPROCS", "PSHOSTS"):
+            os.environ.pop(key, None)

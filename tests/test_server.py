@@ -369,3 +369,20 @@ def _server_threads(pid: int) -> int:
             if line.startswith("Threads:"):
                 return int(line.split()[1])
     return 0
+
+
+def test_a_run_with_a_secret_refuses_clients_without_it(tmp_path, monkeypatch):
+    srv = start_server(tmp_path, secret="s3cret-of-this-run")
+    try:
+        monkeypatch.delenv("PSSECRET", raising=False)
+        with pytest.raises(PastSetConnectionError, match="needs its secret"):
+            pastset.PastSet(run=srv.run, ns=srv.address)
+        monkeypatch.setenv("PSSECRET", "wrong")
+        with pytest.raises(PastSetConnectionError, match="needs its secret"):
+            pastset.PastSet(run=srv.run, ns=srv.address)
+        monkeypatch.setenv("PSSECRET", "s3cret-of-this-run")
+        e = pastset.PastSet(run=srv.run, ns=srv.address).enter(("secret", int))
+        e.move((1,))
+        assert e.observe() == (1,)
+    finally:
+        stop_server(srv)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import pytest
@@ -70,8 +71,12 @@ def test_confhelp_runs_before_the_environment_is_read(tmp_path, monkeypatch):
     monkeypatch.delenv("PSPROCS", raising=False)
     monkeypatch.delenv("PSHOSTS", raising=False)
     monkeypatch.setenv("PSCONFHELP", str(helper))
-    s = Settings.load(files=[])
-    assert (s.PSPROCS, s.PSHOSTS) == (6, str(hosts))
+    try:
+        s = Settings.load(files=[])
+        assert (s.PSPROCS, s.PSHOSTS) == (6, str(hosts))
+    finally:  # the helper wrote os.environ itself
+        for key in ("PSPROCS", "PSHOSTS"):
+            os.environ.pop(key, None)
 
 
 def test_confhelp_from_ini_file_and_failures_are_clear(tmp_path, monkeypatch):

@@ -1,4 +1,11 @@
-"""``pypsmanage``: look at a live run — clients, tasks, elements, status, runs."""
+"""``pypsmanage``: see and steer a live run from any host that can reach it.
+
+Views: ``clients``/``hosts``/``mstat`` (specs), ``tasks``/``processes``/``pstat``
+(spawned tasks), ``elements``, ``status``, ``runs``; an optional filter keeps only
+rows containing its text.  Control: ``pause`` / ``resume`` (optionally one
+element), ``stop``.  ``top`` redraws a live overview until the run ends.
+Aligned tables for people, ``--json`` for scripts.
+"""
 
 from __future__ import annotations
 
@@ -7,16 +14,16 @@ import sys
 import time
 from typing import Any
 
-import Pyro5.api
 import Pyro5.errors
 
-from ..errors import PastSetError
+from ..errors import PastSetConnectionError, PastSetError
 from ..naming import scheduler_name
+from ..proxies import connection_error, lookup, proxy
 from ..runs import list_runs, pick_run
 from ..settings import Settings, configure_logging
 from . import parser_for
 
-__all__ = ["main", "table"]
+__all__ = ["main", "status_of", "table"]
 
 VIEWS = {
     "clients": "clients",
@@ -29,6 +36,7 @@ VIEWS = {
     "status": "status",
     "runs": "runs",
 }
+ACTIONS = ("pause", "resume", "stop", "top")
 
 COLUMNS = {
     "clients": ["id", "host", "system", "arch", "cores", "memory", "disk", "speed", "alive", "running", "done"],
@@ -55,31 +63,82 @@ def table(rows: list[dict[str, Any]], columns: list[str]) -> str:
     return "\n".join(lines)
 
 
-def _flatten_clients(clients: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{**c["specs"], **{k: v for k, v in c.items() if k != "specs"}} for c in clients]
+def clients_of(snap: dict[str, Any]) -> list[dict[str, Any]]:
+    """Client rows with their specs flattened in."""
+    return [{**c["specs"], **{k: v for k, v in c.items() if k != "specs"}} for c in snap["clients"]]
+
+
+def status_of(snap: dict[str, Any]) -> dict[str, Any]:
+    """The one-screen summary of a run."""
+    tasks = snap["tasks"]
+    state = (
+        "stopped" if snap.get("stopped") else "ended" if snap["ended"] else "paused" if snap["paused"] else "running"
+    )
+    return {
+        "run": snap["run"],
+        "state": state,
+        "clients alive": sum(1 for c in snap["clients"] if c["alive"]),
+        "clients dead": sum(1 for c in snap["clients"] if not c["alive"]),
+        "tasks queued": sum(1 for t in tasks if t["state"] == "queued"),
+        "tasks running": sum(1 for t in tasks if t["state"] == "running"),
+        "tasks done": sum(1 for t in tasks if t["state"] == "done"),
+        "tasks failed": sum(1 for t in tasks if t["state"] == "failed"),
+        "elements": len(snap["elements"]),
+        "moves/s": snap.get("moves_per_s", 0),
+        "observes/s": snap.get("observes_per_s", 0),
+        "halted": snap["halted"],
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Show one view of a live run."""
+    """Show one view of a live run, or steer it."""
     argv = sys.argv[1:] if argv is None else argv
     settings = Settings.load(run_helper=False)
-    parser = parser_for("pypsmanage", "Show the clients, tasks and elements of a live run.", settings)
-    parser.add_argument("view", choices=sorted(VIEWS), help="what to show")
-    parser.add_argument("filter", nargs="?", default="", help="only rows containing this text")
+    parser = parser_for("pypsmanage", (__doc__ or "").split("\n\n")[1], settings)
+    parser.add_argument("view", choices=sorted([*VIEWS, *ACTIONS]), help="what to show or do")
+    parser.add_argument(
+        "filter",
+        nargs="?",
+        default="",
+        help="only rows containing this text; for pause/resume: only the elements whose id or template contains it",
+    )
     parser.add_argument("--run", default=None, help="the run (default: the only live one)")
     parser.add_argument("--ns", default=None, help="name server HOST:PORT of the run (default: from the run file)")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.add_argument("--interval", type=float, default=1.0, help="top: seconds between redraws")
+    parser.add_argument(
+        "--iterations", type=int, default=0, help="top: stop after this many redraws (0: until the run ends)"
+    )
     options = parser.parse_args(argv)
     configure_logging(settings, "pypsmanage")
-    view = VIEWS[options.view]
     try:
-        if view == "runs":
-            rows = list_runs()
-        else:
-            rows = _fetch(view, options, settings)
+        if options.view == "runs":
+            rows: Any = [{k: v for k, v in r.items() if k != "secret"} for r in list_runs()]
+            return _show(rows, "runs", options)
+        run, sched = _connect(options, settings)
+        with sched:
+            if options.view == "top":
+                return _top(sched, options)
+            if options.view in ("pause", "resume", "stop"):
+                return _control(sched, run, options)
+            snap = sched.snapshot()
     except PastSetError as err:
         sys.stderr.write(f"pypsmanage: {err}\n")
         return 1
+    except Pyro5.errors.CommunicationError as err:
+        sys.stderr.write(f"pypsmanage: lost the run: {err}\n")
+        return 1
+    view = VIEWS[options.view]
+    rows = {
+        "clients": clients_of,
+        "tasks": lambda s: s["tasks"],
+        "elements": lambda s: s["elements"],
+        "status": status_of,
+    }[view](snap)
+    return _show(rows, view, options)
+
+
+def _show(rows: Any, view: str, options: Any) -> int:
     if isinstance(rows, list) and options.filter:
         rows = [r for r in rows if options.filter in json.dumps(r, default=str)]
     if options.json:
@@ -91,44 +150,68 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _fetch(view: str, options: Any, settings: Settings) -> Any:
+def _connect(options: Any, settings: Settings) -> tuple[str, Any]:
     if options.ns:
-        address, run = options.ns, options.run or settings.PSRUN
+        address, run, secret = options.ns, options.run or settings.PSRUN, settings.PSSECRET
     else:
         chosen = pick_run(options.run)
-        address, run = chosen.get("ns", ""), chosen["run"]
+        address, run, secret = chosen.get("ns", ""), chosen["run"], chosen.get("secret", "")
         if not options.run:
             sys.stderr.write(f"pypsmanage: run {run}\n")
-    host, _, port = address.rpartition(":")
     try:
-        with Pyro5.api.Proxy(f"PYRO:{Pyro5.core.NAMESERVER_NAME}@{host}:{port}") as ns:
-            ns._pyroTimeout = 10
-            uri = ns.lookup(scheduler_name(run))
-        with Pyro5.api.Proxy(uri) as sched:
-            sched._pyroSerializer = "msgpack"
-            sched._pyroTimeout = 10
-            snap = sched.snapshot()
-    except (Pyro5.errors.CommunicationError, Pyro5.errors.NamingError) as err:
-        from ..errors import PastSetConnectionError
+        uri = lookup(address, scheduler_name(run), secret)
+    except Pyro5.errors.NamingError:
+        raise PastSetConnectionError(f"run {run!r} has no scheduler at {address}") from None
+    except Pyro5.errors.CommunicationError as err:
+        raise connection_error(address, err) from None
+    return run, proxy(uri, secret, timeout=30)
 
-        raise PastSetConnectionError(f"cannot reach run {run!r} at {address}: {err}") from None
-    if view == "clients":
-        return _flatten_clients(snap["clients"])
-    if view == "tasks":
-        return snap["tasks"]
-    if view == "elements":
-        return snap["elements"]
-    tasks = snap["tasks"]
-    return {
-        "run": run,
-        "clients alive": sum(1 for c in snap["clients"] if c["alive"]),
-        "tasks queued": sum(1 for t in tasks if t["state"] == "queued"),
-        "tasks running": sum(1 for t in tasks if t["state"] == "running"),
-        "tasks done": sum(1 for t in tasks if t["state"] == "done"),
-        "tasks failed": sum(1 for t in tasks if t["state"] == "failed"),
-        "elements": len(snap["elements"]),
-        "halted": snap["halted"],
-    }
+
+def _control(sched: Any, run: str, options: Any) -> int:
+    if options.view == "stop":
+        sched.stop(f"the run was stopped by pypsmanage at {time.strftime('%H:%M:%S')}")
+        print(f"run {run}: stopped")
+        return 0
+    touched = getattr(sched, options.view)(options.filter)
+    what = f"elements {', '.join(map(str, touched)) or '(none matched)'}" if options.filter else "dispatch and observes"
+    print(f"run {run}: {options.view}d {what}")
+    return 0
+
+
+def _top(sched: Any, options: Any) -> int:
+    from rich.console import Console, Group
+    from rich.live import Live
+    from rich.table import Table
+
+    def render(snap: dict[str, Any]) -> Group:
+        status = status_of(snap)
+        parts: list[Any] = ["   ".join(f"[bold]{k}[/] {v}" for k, v in status.items())]
+        for title, rows, columns in (
+            ("hosts", clients_of(snap), ["id", "host", "cores", "speed", "alive", "running", "done"]),
+            ("tasks", snap["tasks"][-15:], ["id", "app", "args", "host", "state", "status"]),
+            ("elements", snap["elements"], ["id", "template", "first", "last", "delta", "stored"]),
+        ):
+            grid = Table(title=title, title_justify="left", expand=False)
+            for column in columns:
+                grid.add_column(column.upper())
+            for row in rows:
+                grid.add_row(*(_cell(row.get(c)) for c in columns))
+            parts.append(grid)
+        return Group(*parts)
+
+    console = Console()
+    count = 0
+    with Live(render(sched.snapshot()), console=console, auto_refresh=False) as live:
+        while True:
+            count += 1
+            snap = sched.snapshot()
+            live.update(render(snap), refresh=True)
+            if snap["ended"] or (options.iterations and count >= options.iterations):
+                break
+            if sched.wait_end(options.interval) is not None:  # paced by the run's own end event
+                live.update(render(sched.snapshot()), refresh=True)
+                break
+    return 0
 
 
 if __name__ == "__main__":

@@ -51,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         "args": options.args,
         "hosts": run.remote_hosts,
         "ssh": settings.PSSSH,
+        "secret": settings.PSSECRET,
     }
     record_run(run.run_id, info)
     status = 1

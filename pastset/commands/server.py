@@ -64,7 +64,14 @@ def main(argv: list[str] | None = None, prog: str = "pypsserver", scheduler: boo
     threading.stack_size(1 << 20)
     port = pyro_config.NS_PORT if options.port is None else options.port
     try:
-        server = Server(options.host, port, settings.psbin, on_demand=not options.run)
+        server = Server(
+            options.host,
+            port,
+            settings.psbin,
+            on_demand=not options.run,
+            secret=settings.PSSECRET,
+            deadtime=settings.PSDEADTIME,
+        )
     except OSError as err:
         sys.stderr.write(
             f"{prog}: cannot listen on {options.host}:{port}: {err.strerror}; choose another --port (or PYRO_NS_PORT)\n"
