@@ -107,16 +107,19 @@ class PastSet:
         _raise_reply(reply)
 
     # ------------------------------------------------------------ operations
-    def enter(self, template: tuple, xfunction: str | None = None) -> ElementHandle:
+    def enter(self, template: tuple, xfunction: str | None = None, leases: bool = False) -> ElementHandle:
         """Create or bind to the element for ``template``; returns its handle.
 
-        ``xfunction`` names an X-function module in PSBIN on the server; it takes
-        effect only when this call creates the element.
+        ``xfunction`` names an X-function module in PSBIN on the server.  With
+        ``leases=True`` every unindexed observe is a lease the observer must
+        :meth:`ElementHandle.ack`; if its connection dies first (the worker was
+        killed), the tuple is handed to the next observer.  Both take effect only
+        when this call creates the element.
         """
         check_template(template)
         if xfunction is not None and not isinstance(xfunction, str):
             raise PastSetTypeError(f"xfunction must be a module name (str), got {type(xfunction).__name__}")
-        eid, stored = self._call("enter", template, xfunction)
+        eid, stored, _leased = self._call("enter", template, xfunction, bool(leases))
         return ElementHandle(self, eid, stored)
 
     def delelement(self, element: ElementHandle | tuple) -> None:
@@ -178,6 +181,17 @@ class ElementHandle:
     def observe(self, index: int = -1, timeout: float | None = None) -> Any:
         """Unindexed: take the oldest unobserved tuple.  Indexed: read tuple ``index``."""
         return self._pset._call("observe", self._eid, check_index(index), _timeout(timeout))
+
+    def ack(self, move_to: ElementHandle | None = None, result: Any = None, timeout: float | None = None) -> None:
+        """Acknowledge the oldest tuple this thread observed from a leased element.
+
+        With ``move_to`` and ``result``, ``result`` is moved into ``move_to`` in the
+        same request: a result and its acknowledgement happen together or not at
+        all, so a bag of tasks delivers every result exactly once even when
+        workers are killed.
+        """
+        target = None if move_to is None else move_to._eid
+        self._pset._call("ack", self._eid, target, result, _timeout(timeout))
 
     def first(self) -> int:
         """Index of the oldest tuple not yet observed without an index."""

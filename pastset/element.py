@@ -318,6 +318,17 @@ class Element:
         with self.__cond:
             return len(self.__data)
 
+    def requeue(self, data: Any) -> None:
+        """Append ``data`` again at once, whatever delta says (a lease handed back).
+
+        Used when an observer of a leased element dies before acknowledging: its
+        tuple goes to the next observer as a new tuple at index ``last``.
+        """
+        with self.__cond:
+            self.__check()
+            self.__append(data)
+            self.__cond.notify_all()
+
     def pause(self, paused: bool = True) -> None:
         """Hold (or release) unindexed observes; moves and indexed observes go on."""
         with self.__cond:

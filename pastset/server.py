@@ -113,6 +113,7 @@ class SpaceService:
             "delta": lambda eid, value=None: self._apply(eid, "delta", value),
             "axe": lambda eid, index: self._apply(eid, "axe", index),
             "delelement": self.space.delelement,
+            "ack": self._ack,
             "spawn": self._spawn,
             "halt": self._halt,
             "ping": lambda: self.space.name,
@@ -142,9 +143,9 @@ class SpaceService:
             return _error_reply(err)
 
     # ----------------------------------------------------------------- ops
-    def _enter(self, template: tuple, xfunction: str | None = None) -> tuple[int, tuple]:
-        eid = self.space.enter(template, xfunction)
-        return eid, self.space.element(eid).template()
+    def _enter(self, template: tuple, xfunction: str | None = None, leases: bool = False) -> tuple[int, tuple, bool]:
+        eid = self.space.enter(template, xfunction, bool(leases))
+        return eid, self.space.element(eid).template(), eid in self.space.leased
 
     def _move(self, eid: int, data: Any, timeout: float | None = None) -> None:
         self.space.moves += 1
@@ -152,7 +153,32 @@ class SpaceService:
 
     def _observe(self, eid: int, index: int = -1, timeout: float | None = None) -> Any:
         self.space.observes += 1
-        return self._apply(eid, "observe", index, timeout=timeout)
+        data = self._apply(eid, "observe", index, timeout=timeout)
+        if index < 0 and eid in self.space.leased:
+            conn = _connection()
+            if conn is not None:  # held until acknowledged; handed back if the connection dies
+                leases = getattr(conn, "pastset_leases", None)
+                if leases is None:
+                    leases = conn.pastset_leases = []
+                leases.append((self.space, eid, data))
+        return data
+
+    def _ack(self, eid: int, result_eid: int | None = None, result: Any = None, timeout: float | None = None) -> None:
+        """Acknowledge the oldest leased tuple of ``eid`` on this connection.
+
+        With ``result_eid`` the result tuple is moved first, in the same request,
+        so a result and its acknowledgement happen together or not at all.
+        """
+        leases = getattr(_connection(), "pastset_leases", None) or []
+        position = next((i for i, (s, e, _) in enumerate(leases) if s is self.space and e == eid), None)
+        if position is None:
+            raise PastSetValueError(
+                "nothing to acknowledge: this thread holds no unacknowledged tuple of that element "
+                "(ack follows an unindexed observe of an element entered with leases=True)"
+            )
+        if result_eid is not None:
+            self._move(result_eid, result, timeout)
+        del leases[position]
 
     def _apply(self, eid: int, name: str, *args: Any, timeout: float | None = None) -> Any:
         element = self.space.element(eid)
@@ -285,6 +311,12 @@ class _Daemon(Pyro5.nameserver.NameServerDaemon):
         return "pastset"
 
     def clientDisconnect(self, conn: Any) -> None:  # noqa: N802 - Pyro5 API
+        for space, eid, data in getattr(conn, "pastset_leases", None) or []:
+            try:
+                space.element(eid).requeue(data)
+                log.info("lease on element %d handed back: its observer's connection closed", eid)
+            except PastSetError:
+                pass  # the element or the run is gone
         cid = getattr(conn, "pastset_client", None)
         if cid:
             for scheduler in self._server.schedulers.values():

@@ -100,6 +100,8 @@ class Space:
         self._by_key: dict[tuple, int] = {}
         self._elements: dict[int, Element] = {}
         self._xnames: dict[int, str] = {}
+        #: elements whose unindexed observes are leases that must be acknowledged
+        self.leased: set[int] = set()
         self._ids = itertools.count(1)
         self._ended: RunEndedError | None = None
         self._paused = False
@@ -111,8 +113,11 @@ class Space:
         self.observes = 0
 
     # ------------------------------------------------------------- elements
-    def enter(self, template: Any, xfunction: str | None = None) -> int:
-        """Create or find the element for ``template`` and return its id."""
+    def enter(self, template: Any, xfunction: str | None = None, leases: bool = False) -> int:
+        """Create or find the element for ``template`` and return its id.
+
+        ``xfunction`` and ``leases`` take effect only when this call creates the element.
+        """
         template = check_template(template)
         key = template_key(template)
         with self._lock:
@@ -136,6 +141,8 @@ class Space:
             self._elements[eid] = element
             if xfunction:
                 self._xnames[eid] = xfunction
+            if leases:
+                self.leased.add(eid)
             log.debug(
                 "space %s: element %d %r%s",
                 self.name,
