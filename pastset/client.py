@@ -20,7 +20,7 @@ from . import wire
 from .element import check_delta, check_index, check_template
 from .errors import BY_NAME, PastSetConnectionError, PastSetTypeError, RemoteError
 from .naming import FACTORY, space_name
-from .proxies import connection_error, proxy, refused
+from .proxies import connection_error, keep_alive, proxy, refused
 from .settings import Settings
 
 __all__ = ["ElementHandle", "PastSet"]
@@ -52,6 +52,7 @@ class PastSet:
         self._run = run or settings.PSRUN or "default"
         self._task = settings.PSTASK
         self._secret = settings.PSSECRET
+        self._deadtime = settings.PSDEADTIME
         self._where = f"name server {host}:{port} (PSNS), run {self._run!r} (PSRUN)"
         self._local = threading.local()
         self._proxies: list[Pyro5.api.Proxy] = []
@@ -86,6 +87,10 @@ class PastSet:
         proxy_ = getattr(self._local, "proxy", None)
         if proxy_ is None:
             made = proxy(self._uri, self._secret, self._task)
+            try:
+                keep_alive(made, self._deadtime)
+            except Pyro5.errors.CommunicationError as err:
+                raise connection_error(self._where, err) from None
             self._local.proxy = made
             with self._plock:
                 self._proxies.append(made)

@@ -7,6 +7,7 @@ without it before any request is read.
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
 import Pyro5.api
@@ -15,7 +16,7 @@ import Pyro5.errors
 
 from .errors import PastSetConnectionError
 
-__all__ = ["lookup", "proxy", "refused"]
+__all__ = ["connection_error", "keep_alive", "lookup", "proxy", "refused"]
 
 
 def proxy(uri: Any, secret: str = "", task: str = "", timeout: float | None = None) -> Pyro5.api.Proxy:
@@ -26,6 +27,21 @@ def proxy(uri: Any, secret: str = "", task: str = "", timeout: float | None = No
     if timeout is not None:
         made._pyroTimeout = timeout
     return made
+
+
+def keep_alive(made: Pyro5.api.Proxy, seconds: float) -> None:
+    """Connect now and let TCP keepalive notice, within about ``seconds``, a server that vanished.
+
+    A caller blocked in ``observe`` sends nothing; without keepalive a server
+    cut off by the network (no reset ever arrives) would leave it waiting forever.
+    """
+    made._pyroBind()
+    sock = made._pyroConnection.sock
+    half = max(1, int(seconds / 2))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for name, value in (("TCP_KEEPIDLE", half), ("TCP_KEEPINTVL", 1), ("TCP_KEEPCNT", half)):
+        if hasattr(socket, name):
+            sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, name), value)
 
 
 def lookup(address: str, name: str, secret: str = "", timeout: float = 10.0) -> Any:

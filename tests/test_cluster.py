@@ -278,3 +278,161 @@ def test_pypsclean_ends_strays_on_every_host_by_run_identity(hosts, home):
         if proc.poll() is None:
             os.killpg(proc.pid, 9)
             proc.wait()
+
+
+SLEEPY_BAG = """
+import os, sys, pastset
+p = pastset.PastSet()
+jobs, done = p.enter(("jobs", float)), p.enter(("done", str))
+for i in range(300):
+    jobs.move((0.2,))
+for _ in range(3):
+    p.spawn("sleepy.py")
+print("RUN", os.environ["PSRUN"], file=sys.stderr, flush=True)
+for i in range(300):
+    done.observe()
+p.halt()
+"""
+
+SLEEPY = """
+import socket, time, pastset
+p = pastset.PastSet()
+jobs, done = p.enter(("jobs", float)), p.enter(("done", str))
+while True:
+    (s,) = jobs.observe()
+    time.sleep(s)
+    done.move((socket.gethostname(),))
+"""
+
+
+def test_a_vanished_host_is_noticed_and_its_tasks_reported_failed(hosts, home):
+    (home / "bag.py").write_text(SLEEPY_BAG)
+    (home / "sleepy.py").write_text(SLEEPY)
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("PS")}
+    environ.update(HOME=str(home), PSHOSTS=str(home / "hosts"))
+    err = home / "err.txt"
+    with err.open("w") as stderr:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "pastset.commands.run", str(home / "bag.py")],
+            env=environ,
+            cwd=home,
+            stderr=stderr,
+            start_new_session=True,
+        )
+
+    def manage(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "pastset.commands.manage", *args],
+            env=environ,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+
+    try:
+        deadline = time.monotonic() + 60
+        while "RUN " not in err.read_text():
+            assert time.monotonic() < deadline and proc.poll() is None, err.read_text()
+            time.sleep(0.1)
+        run_id = err.read_text().split("RUN ")[1].split()[0]
+        deadline = time.monotonic() + 30
+        while True:
+            clients = json.loads(manage("clients", "--json", "--run", run_id).stdout)
+            if sum(1 for c in clients if c["running"]) == 3:
+                break
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        victim = hosts.by_name("pst-h2")
+        victim.cut_off()  # the link goes down ...
+        for pid in victim_pids(victim.netns):  # ... and everything on the host dies
+            os.kill(pid, 9)
+        start = time.monotonic()
+        while True:
+            clients = {c["host"]: c for c in json.loads(manage("clients", "--json", "--run", run_id).stdout)}
+            if not clients["pst-h2"]["alive"]:
+                break
+            assert time.monotonic() - start < 15, clients
+            time.sleep(0.2)
+        detected = time.monotonic() - start
+        assert detected <= 10
+        assert clients["pst-h1"]["alive"] and clients["pst-h3"]["alive"]
+        tasks = json.loads(manage("tasks", "--json", "--run", run_id).stdout)
+        lost = [t for t in tasks if t["host"] == "pst-h2"]
+        assert lost and all(t["state"] == "failed" for t in lost)
+        assert "no heartbeat" in lost[0]["stderr_tail"] or "connection lost" in lost[0]["stderr_tail"]
+        print(f"dead host detected after {detected:.1f} s")
+        assert manage("stop", "--run", run_id).returncode == 0
+        proc.wait(60)
+    finally:
+        hosts.by_name("pst-h2").restore()
+        if proc.poll() is None:
+            os.killpg(proc.pid, 9)
+            proc.wait()
+
+
+def victim_pids(netns: str) -> list[int]:
+    """Processes running inside a host, except its sshd listener (the host is 'down', not gone)."""
+    out = subprocess.run(["ip", "netns", "pids", netns], capture_output=True, text=True).stdout.split()
+    pids = []
+    for pid in map(int, out):
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"pastset" in cmd:
+            pids.append(pid)
+    return pids
+
+
+def test_blocked_caller_learns_of_an_unreachable_server_in_bounded_time(hosts, tmp_path, monkeypatch):
+    host = hosts[0]
+    server = host.popen(
+        [
+            sys.executable,
+            "-m",
+            "pastset.commands.server",
+            "--run",
+            "far",
+            "--host",
+            host.address,
+            "--port",
+            "0",
+            "--ready",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    try:
+        address = server.stdout.readline().decode().split()[1]
+        monkeypatch.setenv("PSDEADTIME", "4")
+        import pastset
+
+        element = pastset.PastSet(run="far", ns=address).enter(("far", int))
+        errors: list[Exception] = []
+
+        def block() -> None:
+            try:
+                element.observe()
+            except pastset.PastSetConnectionError as err:
+                errors.append(err)
+
+        import threading
+
+        t = threading.Thread(target=block, daemon=True)
+        t.start()
+        time.sleep(0.5)
+        host.cut_off()  # no reset will ever arrive: only keepalive can tell
+        start = time.monotonic()
+        t.join(30)
+        took = time.monotonic() - start
+        assert len(errors) == 1 and "lost the connection" in str(errors[0])
+        assert took < 15
+        print(f"unreachable server reported after {took:.1f} s")
+    finally:
+        host.restore()
+        server.stdin.close()
+        try:
+            server.wait(10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
