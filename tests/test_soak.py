@@ -55,7 +55,8 @@ json.dump({"moved": moved, "taken": taken, "checked": checked}, open(out, "w"))
 def test_soak_no_tuple_lost_or_duplicated_indices_dense_and_ordered(server, tmp_path):
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", WORKER, str(k), str(OPS), str(tmp_path / f"{k}.json")], env=server.env()
+            [sys.executable, "-c", WORKER, str(k), str(OPS), str(tmp_path / f"{k}.json"), str(ELEMENTS)],
+            env=server.env(),
         )
         for k in range(CLIENTS)
     ]
