@@ -81,6 +81,10 @@ class _NoMonitor:
 _NO_MONITOR = _NoMonitor()
 
 
+def _no_journal(*record: Any) -> None:
+    pass
+
+
 class _Ticket:
     """A blocked move waiting for room; completed by whoever makes the room."""
 
@@ -170,6 +174,7 @@ class Element:
         self.__indexed: collections.Counter[int] = collections.Counter()
         self.__ended: BaseException | None = None
         self.__monitor: Monitor = _NO_MONITOR
+        self.__journal: Callable[..., None] = _no_journal
         self.__paused = False
 
     # ----------------------------------------------------------------- hooks
@@ -178,9 +183,28 @@ class Element:
         """The element's re-entrant lock; hold it to make several calls atomic."""
         return self.__cond  # type: ignore[return-value]
 
-    def attach(self, monitor: Monitor) -> None:
-        """Report waits and changes to ``monitor`` (used by the server)."""
+    def attach(self, monitor: Monitor, journal: Callable[..., None] | None = None) -> None:
+        """Report waits and changes to ``monitor``, and record changes with ``journal``."""
         self.__monitor = monitor
+        self.__journal = journal or _no_journal
+
+    def replay(self, kind: str, *args: Any) -> None:
+        """Re-apply one journal record, without blocking or journaling (recovery)."""
+        with self.__cond:
+            if kind == "move":
+                self.__data.append(args[0])
+                self.__last += 1
+            elif kind == "observe":
+                self.__first += 1
+            elif kind == "delta":
+                self.__delta = args[0]
+            elif kind == "axe":
+                upto = min(args[0], self.__first)
+                if upto > self.__base:
+                    del self.__data[: upto - self.__base]
+                    self.__base = upto
+            elif kind == "set" and self.__base <= args[0] < self.__last:
+                self.__data[args[0] - self.__base] = args[1]
 
     def set_entry(self, index: int, data: Any) -> None:
         """Replace the stored tuple ``index`` (an X-out may annotate what it returned)."""
@@ -194,6 +218,7 @@ class Element:
                     "new tuples are added with move"
                 )
             self.__data[index - self.__base] = data
+            self.__journal("set", index, data)
 
     def __set_entry(self, index: int, data: Any) -> None:
         # pyPastSet's private hook; subclasses named Element reach it by name mangling.
@@ -244,6 +269,7 @@ class Element:
                 index = self.__first
                 result = self.__data[index - self.__base]
                 self.__first = index + 1
+                self.__journal("observe")
                 self.__drain()
                 self.__monitor.changed()
                 self.__cond.notify_all()
@@ -287,6 +313,7 @@ class Element:
             self.__check()
             if value is not None:
                 self.__delta = value
+                self.__journal("delta", value)
                 self.__drain()
                 self.__monitor.changed()
                 self.__cond.notify_all()
@@ -305,6 +332,7 @@ class Element:
             if upto > self.__base:
                 del self.__data[: upto - self.__base]
                 self.__base = upto
+                self.__journal("axe", index)
 
     def template(self) -> tuple:
         """The template this element was entered with."""
@@ -377,6 +405,7 @@ class Element:
         return not self.__delta or self.__delta <= 0 or self.__last - self.__first < self.__delta
 
     def __append(self, data: Any) -> None:
+        self.__journal("move", data)
         self.__data.append(data)
         self.__last += 1
         self.__monitor.changed()

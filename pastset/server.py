@@ -39,6 +39,7 @@ from Pyro5 import config as pyro_config
 from . import wire
 from .element import Element, deadline
 from .errors import ConfigurationError, PastSetError, PastSetValueError, RemoteError, XFunctionError
+from .journal import Journal, journal_path
 from .naming import FACTORY, scheduler_name, space_name
 from .scheduler import Scheduler
 from .space import Space, describe
@@ -334,6 +335,8 @@ class Server:
         on_demand: bool = False,
         secret: str = "",
         deadtime: float = 6.0,
+        journal_dir: str = "",
+        journal_sync: bool = False,
     ) -> None:
         pyro_config.SERVERTYPE = "thread"
         if pyro_config.THREADPOOL_SIZE == 80:  # Pyro5's default: far too small for us
@@ -344,6 +347,8 @@ class Server:
         self.psbin = psbin or ["."]
         self.secret = secret
         self.deadtime = deadtime
+        self.journal_dir = journal_dir
+        self.journal_sync = journal_sync
         self.spaces: dict[str, Space] = {}
         self.schedulers: dict[str, Scheduler] = {}
         self.services: list[SpaceService] = []
@@ -368,7 +373,10 @@ class Server:
             space = self.spaces.get(run)
             if space is not None:
                 return space
-            space = Space(run, self.psbin, _current_task)
+            journal = None
+            if self.journal_dir:
+                journal = Journal(journal_path(self.journal_dir, run), self.journal_sync)
+            space = Space(run, self.psbin, _current_task, journal)
             sched = Scheduler(space, deadtime=self.deadtime) if scheduler else None
             service = SpaceService(space, sched)
             self.services.append(service)

@@ -108,6 +108,8 @@ SPEC: dict[str, tuple[Callable[[str], Any], str, str]] = {
     "PSPROGRESS": (_yes_no, "no", "pypsrun shows a live progress line on a terminal's stderr"),
     "PSWEB": (_web, "", "serve a status page: PORT or HOST:PORT (loopback unless a host is given)"),
     "PSDEADTIME": (_seconds, "6", "seconds without a heartbeat before a client counts as dead"),
+    "PSJOURNAL": (_text, "", "directory where the server journals every change, to recover after a crash"),
+    "PSJOURNALSYNC": (_yes_no, "no", "fsync each journal record (survives power loss; much slower)"),
     "PSSECRET": (_text, "", "the run's secret (made by pypsrun, handed on privately; never shown)"),
     "PSNS": (_ns, "", "name server of the current run as HOST:PORT (set by pypsrun)"),
     "PSRUN": (_text, "", "name of the current run (set by pypsrun)"),
@@ -136,6 +138,8 @@ class Settings:
     PSPROGRESS: bool = False
     PSWEB: str = ""
     PSDEADTIME: float = 6.0
+    PSJOURNAL: str = ""
+    PSJOURNALSYNC: bool = False
     PSSECRET: str = ""
     PSNS: str = ""
     PSRUN: str = ""

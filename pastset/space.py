@@ -26,6 +26,7 @@ from .errors import (
     RunEndedError,
     XFunctionError,
 )
+from .journal import Journal
 
 __all__ = ["Space", "describe", "find_in_path", "load_xfunction"]
 
@@ -92,6 +93,7 @@ class Space:
         name: str,
         psbin: list[str] | None = None,
         current_task: Callable[[], str | None] = lambda: None,
+        journal: Journal | None = None,
     ) -> None:
         self.name = name
         self.psbin = list(psbin or ["."])
@@ -111,6 +113,13 @@ class Space:
         self._generation = 0
         self.moves = 0
         self.observes = 0
+        self.journal: Journal | None = None
+        if journal is not None:
+            if journal.path.exists() and journal.path.stat().st_size:
+                self._recover(journal.path)
+            self.journal = journal
+            for eid, element in self._elements.items():  # journal from now on
+                self._attach(eid, element)
 
     # ------------------------------------------------------------- elements
     def enter(self, template: Any, xfunction: str | None = None, leases: bool = False) -> int:
@@ -126,23 +135,10 @@ class Space:
             eid = self._by_key.get(key)
             if eid is not None:
                 return eid
-            cls = load_xfunction(xfunction, self.psbin) if xfunction else Element
-            try:
-                element = cls(template)
-            except Exception as err:
-                raise XFunctionError(
-                    f"X-function {xfunction!r} failed to create its element: {type(err).__name__}: {err}"
-                ) from err
-            element.attach(self)
-            if self._paused:
-                element.pause(True)
             eid = next(self._ids)
-            self._by_key[key] = eid
-            self._elements[eid] = element
-            if xfunction:
-                self._xnames[eid] = xfunction
-            if leases:
-                self.leased.add(eid)
+            self._create(eid, template, xfunction, leases)
+            if self.journal is not None:
+                self.journal.write(("enter", eid, template, xfunction, leases))
             log.debug(
                 "space %s: element %d %r%s",
                 self.name,
@@ -151,6 +147,58 @@ class Space:
                 f" with X-function {xfunction}" if xfunction else "",
             )
             return eid
+
+    def _create(self, eid: int, template: tuple, xfunction: str | None, leases: bool) -> Element:
+        cls = load_xfunction(xfunction, self.psbin) if xfunction else Element
+        try:
+            element = cls(template)
+        except Exception as err:
+            raise XFunctionError(
+                f"X-function {xfunction!r} failed to create its element: {type(err).__name__}: {err}"
+            ) from err
+        self._attach(eid, element)
+        if self._paused:
+            element.pause(True)
+        self._by_key[template_key(template)] = eid
+        self._elements[eid] = element
+        if xfunction:
+            self._xnames[eid] = xfunction
+        if leases:
+            self.leased.add(eid)
+        return element
+
+    def _attach(self, eid: int, element: Element) -> None:
+        journal = self.journal
+        element.attach(self, None if journal is None else lambda *record: journal.write((eid, *record)))
+
+    def _recover(self, path: Path) -> None:
+        """Rebuild the elements from a journal left by an earlier server of this run."""
+        from .journal import read_journal
+
+        count = top = 0
+        for record in read_journal(path):
+            count += 1
+            if record[0] == "enter":
+                _, eid, template, xfunction, leases = record
+                self._create(eid, template, xfunction, leases)
+                top = max(top, eid)
+            elif record[0] == "del":
+                element = self._elements.get(record[1])
+                if element is not None:
+                    self._by_key.pop(template_key(element.template()), None)
+                    element.end(deleted_error(element.template()))
+            else:
+                element = self._elements.get(record[0])
+                if element is not None:
+                    element.replay(record[1], *record[2:])
+        self._ids = itertools.count(top + 1)
+        log.warning(
+            "space %s: recovered %d element(s) from %d journal record(s) in %s",
+            self.name,
+            len(self._by_key),
+            count,
+            path,
+        )
 
     def element(self, eid: int) -> Element:
         """The element with id ``eid`` (a deleted one raises on every operation)."""
@@ -176,6 +224,8 @@ class Space:
             key = template_key(element.template())
             if self._by_key.get(key) == eid:
                 del self._by_key[key]
+            if self.journal is not None:
+                self.journal.write(("del", eid))
         element.end(deleted_error(element.template()))
 
     def elements(self) -> list[tuple[int, Element]]:
