@@ -71,6 +71,8 @@ def main(argv: list[str] | None = None, prog: str = "pypsserver", scheduler: boo
             on_demand=not options.run,
             secret=settings.PSSECRET,
             deadtime=settings.PSDEADTIME,
+            journal_dir=settings.PSJOURNAL,
+            journal_sync=settings.PSJOURNALSYNC,
         )
     except OSError as err:
         sys.stderr.write(
