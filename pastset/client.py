@@ -187,6 +187,19 @@ class ElementHandle:
         """Unindexed: take the oldest unobserved tuple.  Indexed: read tuple ``index``."""
         return self._pset._call("observe", self._eid, check_index(index), _timeout(timeout))
 
+    def move_many(self, tuples: list[Any], timeout: float | None = None) -> None:
+        """Move many tuples in one call, in order (the batch form of :meth:`move`)."""
+        if not isinstance(tuples, (list, tuple)):
+            raise PastSetTypeError(f"move_many takes a list of tuples, got {type(tuples).__name__}")
+        self._pset._call("move_many", self._eid, list(tuples), _timeout(timeout))
+
+    def observe_many(self, count: int, timeout: float | None = None) -> list[Any]:
+        """Take up to ``count`` unobserved tuples in one call (at least one; blocks until then).
+
+        Atomic like :meth:`observe`: each tuple goes to exactly one observer.
+        """
+        return self._pset._call("observe_many", self._eid, check_index(count), _timeout(timeout))
+
     def ack(self, move_to: ElementHandle | None = None, result: Any = None, timeout: float | None = None) -> None:
         """Acknowledge the oldest tuple this thread observed from a leased element.
 

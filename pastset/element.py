@@ -195,7 +195,7 @@ class Element:
                 self.__data.append(args[0])
                 self.__last += 1
             elif kind == "observe":
-                self.__first += 1
+                self.__first += args[0] if args else 1
             elif kind == "delta":
                 self.__delta = args[0]
             elif kind == "axe":
@@ -288,6 +288,40 @@ class Element:
                 if index < self.__base:
                     raise self.__expired(index)
             return self.__data[index - self.__base]
+
+    def move_many(self, tuples: list[Any]) -> None:
+        """Move each of ``tuples`` in order, as that many moves would (delta applies to each)."""
+        with self.__cond:
+            for data in tuples:
+                self.move(data)
+
+    def observe_many(self, count: int) -> list[Any]:
+        """Take up to ``count`` unobserved tuples at once, oldest first.
+
+        Blocks until at least one is there; every tuple still goes to exactly
+        one observer.  The batch form of an unindexed observe.
+        """
+        count = check_index(count)
+        if count < 1:
+            raise PastSetValueError(f"observe_many needs a count of at least 1, got {count}")
+        with self.__cond:
+            self.__check()
+            if self.__first >= self.__last or self.__paused:
+                self.__observers += 1
+                try:
+                    self.__wait(lambda: self.__first < self.__last and not self.__paused)
+                finally:
+                    self.__observers -= 1
+                self.__check()
+            taken = min(count, self.__last - self.__first)
+            start = self.__first - self.__base
+            result = self.__data[start : start + taken]
+            self.__first += taken
+            self.__journal("observe", taken)
+            self.__drain()
+            self.__monitor.changed()
+            self.__cond.notify_all()
+            return result
 
     def first(self) -> int:
         """Index of the oldest tuple not yet observed without an index."""

@@ -38,7 +38,7 @@ from Pyro5 import config as pyro_config
 
 from . import wire
 from .element import Element, deadline
-from .errors import ConfigurationError, PastSetError, PastSetValueError, RemoteError, XFunctionError
+from .errors import ConfigurationError, PastSetError, PastSetTypeError, PastSetValueError, RemoteError, XFunctionError
 from .journal import Journal, journal_path
 from .naming import FACTORY, scheduler_name, space_name
 from .scheduler import Scheduler
@@ -115,6 +115,8 @@ class SpaceService:
             "axe": lambda eid, index: self._apply(eid, "axe", index),
             "delelement": self.space.delelement,
             "ack": self._ack,
+            "move_many": self._move_many,
+            "observe_many": self._observe_many,
             "spawn": self._spawn,
             "halt": self._halt,
             "ping": lambda: self.space.name,
@@ -163,6 +165,39 @@ class SpaceService:
                     leases = conn.pastset_leases = []
                 leases.append((self.space, eid, data))
         return data
+
+    def _move_many(self, eid: int, tuples: list[Any], timeout: float | None = None) -> None:
+        if not isinstance(tuples, (list, tuple)):
+            raise PastSetTypeError(f"move_many takes a list of tuples, got {type(tuples).__name__}")
+        self.space.moves += len(tuples)
+        element = self.space.element(eid)
+        if type(element) is Element:
+            with deadline(timeout):
+                element.move_many(list(tuples))
+            return
+        with element.lock:  # an X-function sees each tuple, in order
+            for data in tuples:
+                self._apply(eid, "move", data, timeout=timeout)
+
+    def _observe_many(self, eid: int, count: int, timeout: float | None = None) -> list[Any]:
+        element = self.space.element(eid)
+        if type(element) is Element:
+            with deadline(timeout):
+                taken = element.observe_many(count)
+        else:
+            with element.lock:  # an X-function filters each tuple
+                taken = [self._apply(eid, "observe", -1, timeout=timeout)]
+                while len(taken) < count and element.first() < element.last():
+                    taken.append(self._apply(eid, "observe", -1))
+        self.space.observes += len(taken)
+        if eid in self.space.leased:
+            conn = _connection()
+            if conn is not None:
+                leases = getattr(conn, "pastset_leases", None)
+                if leases is None:
+                    leases = conn.pastset_leases = []
+                leases.extend((self.space, eid, data) for data in taken)
+        return taken
 
     def _ack(self, eid: int, result_eid: int | None = None, result: Any = None, timeout: float | None = None) -> None:
         """Acknowledge the oldest leased tuple of ``eid`` on this connection.

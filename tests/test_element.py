@@ -457,3 +457,58 @@ def test_has_ready_waiter_tracks_satisfiable_blocked_calls():
     e.move((1, 1.0))
     t.join(5)
     assert not e.has_ready_waiter()
+
+
+# ------------------------------------------------------------- batch calls
+def test_move_many_keeps_order_and_observe_many_takes_what_is_there():
+    e, w = element(("b", int))
+    e.move_many([(i,) for i in range(10)])
+    assert e.last() == 10
+    assert e.observe_many(4) == [(0,), (1,), (2,), (3,)]
+    assert e.first() == 4
+    assert e.observe_many(100) == [(i,) for i in range(4, 10)]
+    got = []
+    t = start(lambda: got.append(e.observe_many(5)))
+    wait_until(lambda: w.blocked == 1)  # none there: blocks for at least one
+    e.move((10,))
+    t.join(5)
+    assert got == [[(10,)]]
+    with pytest.raises(PastSetValueError):
+        e.observe_many(0)
+
+
+def test_observe_many_gives_each_tuple_to_exactly_one_observer():
+    e, _ = element(("bm", int))
+    total = 20_000
+    seen: list[list[int]] = [[] for _ in range(8)]
+
+    def take(k: int) -> None:
+        while True:
+            batch = e.observe_many(37)
+            work = [item[0] for item in batch if item != (-1,)]
+            seen[k].extend(work)
+            stops = len(batch) - len(work)
+            if stops:
+                for _ in range(stops - 1):  # keep one stop, pass the others on
+                    e.move((-1,))
+                return
+
+    threads = [start(take, k) for k in range(8)]
+    e.move_many([(i,) for i in range(total)])
+    e.move_many([(-1,)] * 8)
+    for t in threads:
+        t.join(30)
+    taken = sorted(x for part in seen for x in part)
+    assert taken == list(range(total))  # each exactly once
+    assert sum(1 for part in seen if part) > 1
+
+
+def test_move_many_respects_delta():
+    e, w = element(("bd", int))
+    e.delta(3)
+    t = start(e.move_many, [(i,) for i in range(6)])
+    wait_until(lambda: w.blocked == 1)
+    assert e.last() == 3
+    assert e.observe_many(3) == [(0,), (1,), (2,)]
+    t.join(5)
+    assert e.last() == 6

@@ -386,3 +386,17 @@ def test_a_run_with_a_secret_refuses_clients_without_it(tmp_path, monkeypatch):
         assert e.observe() == (1,)
     finally:
         stop_server(srv)
+
+
+def test_batch_calls_through_the_server(server):
+    e = pastset.PastSet().enter(("batch", int, float))
+    e.move_many([(i, i / 2) for i in range(1000)])
+    assert e.last() == 1000
+    first = e.observe_many(600)
+    rest = e.observe_many(600)
+    assert first + rest == [(i, i / 2) for i in range(1000)]
+    assert e.first() == 1000
+    with pytest.raises(PastSetTimeoutError):
+        e.observe_many(5, timeout=0.1)
+    with pytest.raises(PastSetTypeError):
+        e.move_many("not a list")
