@@ -13,6 +13,7 @@ import runpy
 import signal
 import sys
 import traceback
+from collections.abc import Callable
 
 from .errors import PastSetConnectionError, RunEndedError
 from .proc import die_with_parent
@@ -36,6 +37,11 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _terminate)
     settings = Settings.load(run_helper=False)
     app, args = argv[0], argv[1:]
+    if app.startswith("module:"):  # a task that ships with pastset itself
+        sys.argv = [app, *args]
+        return _run(
+            lambda: runpy.run_module(app.removeprefix("module:"), run_name="__main__", alter_sys=True), settings, app
+        )
     path = find_in_path(app, settings.psbin)
     if path is None:
         sys.stderr.write(
@@ -45,8 +51,13 @@ def main(argv: list[str] | None = None) -> int:
         return 127
     sys.argv = [str(path), *args]
     sys.path.insert(0, str(path.parent))
+    return _run(lambda: runpy.run_path(str(path), run_name="__main__"), settings, app)
+
+
+def _run(body: Callable[[], object], settings: Settings, app: str) -> int:
+    """Run the task's code; the end of the run is no error, other errors are reported once."""
     try:
-        runpy.run_path(str(path), run_name="__main__")
+        body()
     except SystemExit as exit_:
         code = exit_.code
         if code is None or isinstance(code, int):

@@ -141,7 +141,7 @@ class Scheduler:
         if not isinstance(app, str) or not app:
             raise PastSetTypeError(f"spawn needs the application's file name, got {app!r}")
         arglist = normalise_args(args)
-        if self.check_apps and find_in_path(app, self.space.psbin) is None:
+        if self.check_apps and not app.startswith("module:pastset.") and find_in_path(app, self.space.psbin) is None:
             raise AppNotFoundError(
                 f"cannot spawn {app!r}: it is not in PSBIN ({':'.join(self.space.psbin)}); "
                 "put it there or set PSBIN to its directory"

@@ -37,10 +37,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("args", nargs=argparse.REMAINDER, help="arguments for the application")
     options = parser.parse_args(argv)
     configure_logging(settings, "pypsrun")
+    return execute(settings, options.app, options.args)
+
+
+def execute(settings: Settings, app: str, args: list[str], prog: str = "pypsrun") -> int:
+    """Run ``app`` with ``args`` as a whole run; return its exit status (used by pypsitems too)."""
     try:
-        run = Run(settings, options.app, options.args)
+        run = Run(settings, app, args)
     except PastSetError as err:  # bad app, hosts file or settings: nothing started yet
-        sys.stderr.write(f"pypsrun: {err}\n")
+        sys.stderr.write(f"{prog}: {err}\n")
         return 2
     if not settings.PSHOSTS:
         log.info("no PSHOSTS given: clients run on this host only")
@@ -48,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     info = {
         "pid": os.getpid(),
         "app": str(run.app_path),
-        "args": options.args,
+        "args": args,
         "hosts": run.remote_hosts,
         "ssh": settings.PSSSH,
         "secret": settings.PSSECRET,
@@ -66,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         status = 130
         run.finish(quietly=False)
     except PastSetError as err:
-        sys.stderr.write(f"pypsrun: {err}\n")
+        sys.stderr.write(f"{prog}: {err}\n")
         status = 1
         run.finish(quietly=False)
     finally:

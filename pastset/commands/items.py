@@ -1,0 +1,83 @@
+"""``pypsitems``: run a command (or a Python function) over many items, each exactly once.
+
+    pypsitems --files photos/ --recursive -- convert {} {}.png
+    pypsitems --lines hosts.txt -- ping -c1 {}
+    pypsitems --range 1-30 --chunk 5 -- render --frames {start} {end}
+    pypsitems --files data/ --function analyse:summarise
+
+Items go to the run's clients (PSPROCS on the hosts of PSHOSTS) through a leased
+element, so each is processed exactly once even when a worker dies.  Results,
+the run log and one session log per task land in the experiment directory;
+running the same command again skips the items already done.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..errors import PastSetError
+from ..hosts import assign_clients, read_hosts_file
+from ..items import Plan, collect_items, experiment_dir, experiment_name
+from ..settings import Settings, configure_logging
+from . import parser_for
+from .run import execute
+
+__all__ = ["main"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Plan the items, then run them with a whole run; exit 0 when every item succeeded."""
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        settings = Settings.load()
+    except PastSetError as err:
+        sys.stderr.write(f"pypsitems: {err}\n")
+        return 2
+    parser = parser_for("pypsitems", (__doc__ or "").split("\n\n")[0], settings)
+    source = parser.add_argument_group("items (one of)")
+    source.add_argument("--lines", default="", help="each non-empty line of FILE is an item")
+    source.add_argument("--files", default="", help="each file in DIR is an item (its absolute path)")
+    source.add_argument("--recursive", action="store_true", help="with --files: descend into subdirectories")
+    source.add_argument("--glob", default="*", help="with --files: only names matching this pattern")
+    source.add_argument("--range", default="", help="FIRST-LAST, cut into --chunk sized segments")
+    source.add_argument("--chunk", type=int, default=1, help="with --range: numbers per item")
+    parser.add_argument("--function", default="", help="MODULE:FUNCTION from PSBIN, called with each item")
+    parser.add_argument("--shell", action="store_true", help="run the command through the shell")
+    parser.add_argument("--name", default="", help="experiment id (default: derived from command and items)")
+    parser.add_argument("--results", default="", help="experiment base directory (default: user data dir)")
+    parser.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND with {} (or {start} {end})")
+    options = parser.parse_args(argv)
+    configure_logging(settings, "pypsitems")
+    command = options.command[1:] if options.command[:1] == ["--"] else options.command
+    if bool(command) == bool(options.function):
+        sys.stderr.write("pypsitems: give either -- COMMAND ... or --function MODULE:FUNCTION\n")
+        return 2
+    try:
+        items = collect_items(
+            options.lines, options.files, options.recursive, options.glob, options.range, options.chunk
+        )
+        if settings.PSHOSTS:
+            procs = None if settings.sources.get("PSPROCS", "default") == "default" else settings.PSPROCS
+            clients = len(assign_clients(read_hosts_file(settings.PSHOSTS), procs))
+        else:
+            clients = settings.PSPROCS
+    except PastSetError as err:
+        sys.stderr.write(f"pypsitems: {err}\n")
+        return 2
+    if not items:
+        sys.stderr.write("pypsitems: no items found\n")
+        return 2
+    name = options.name or experiment_name(command, options.function, items)
+    folder = experiment_dir(name, options.results)
+    plan = Plan(
+        name, str(folder), command, options.function, options.shell, True, max(1, clients * settings.PSSLOTS), items
+    )
+    app = Path(__file__).resolve().parent.parent / "items_app.py"
+    sys.stderr.write(f"pypsitems: experiment {name}: {len(items)} items, {plan.workers} workers, in {folder}\n")
+    return execute(settings, str(app), [str(plan.save())], prog="pypsitems")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
