@@ -44,10 +44,12 @@ class PastSet:
     Raises PastSetConnectionError, saying where it looked, if none is reachable.
     """
 
-    def __init__(self, run: str | None = None, ns: str | None = None) -> None:
+    def __init__(self, run: str | None = None, ns: str | None = None, secret: str | None = None) -> None:
         settings = Settings.load(run_helper=False)
         if ns is not None:
             settings.PSNS = ns
+        if secret is not None:
+            settings.PSSECRET = secret
         host, port = settings.ns_address()
         self._run = run or settings.PSRUN or "default"
         self._task = settings.PSTASK

@@ -55,6 +55,7 @@ class Plan:
     function: str = ""
     shell: bool = False
     shared: bool = True
+    master: str = ""
     workers: int = 1
     items: list[Item] = field(default_factory=list)
 

@@ -24,6 +24,7 @@ import pastset
 from .items import JOBS, RESULTS
 from .settings import Settings
 from .space import find_in_path
+from .stager import STAGE, reply_template
 
 LIMIT = 64 * 1024
 
@@ -55,6 +56,16 @@ def _command(plan: dict[str, Any], value: str, start: int | None, end: int | Non
     return args
 
 
+def _ask(pset: pastset.PastSet, stage: Any, index: int, host: str, kind: str, path: str, keep: str) -> str:
+    """Ask the stager on the master to copy, and wait for its answer."""
+    reply = pset.enter(reply_template(index, host))
+    stage.move(("stage", index, host, kind, path, keep))
+    (answer,) = reply.observe()
+    if answer.startswith("!"):
+        raise OSError(f"copying item {index} ({kind}) failed on the master: {answer[1:]}")
+    return answer
+
+
 def main() -> int:
     """Process items until the master says there are no more."""
     pset = pastset.PastSet()
@@ -64,6 +75,8 @@ def main() -> int:
     results = pset.enter(RESULTS)
     function = _function(plan["function"]) if plan["function"] else None
     host, task = socket.gethostname(), os.environ.get("PSTASK", "")
+    copy = not plan["shared"] and host != plan["master"]
+    stage = pset.enter(STAGE) if copy else None
     while True:
         index, value = jobs.observe()
         if index < 0:
@@ -77,12 +90,20 @@ def main() -> int:
                 status, out, err = 1, "", traceback.format_exc()
         else:
             start, end = ranges.get(index, (None, None))
-            command = _command(plan, value, start, end)
+            cwd = None
             try:
-                done = subprocess.run(command, shell=plan["shell"], capture_output=True, text=True, errors="replace")
+                if stage is not None:  # copy mode: the file comes over SFTP into a work directory here
+                    value = _ask(pset, stage, index, host, "put", value, "")
+                    cwd = os.path.dirname(value)
+                command = _command(plan, value, start, end)
+                done = subprocess.run(
+                    command, shell=plan["shell"], capture_output=True, text=True, errors="replace", cwd=cwd
+                )
                 status, out, err = done.returncode, done.stdout, done.stderr
+                if stage is not None and cwd is not None:  # results go back, the work directory goes
+                    _ask(pset, stage, index, host, "get", cwd, os.path.basename(value))
             except OSError as error:
-                status, out, err = 127, "", f"cannot run {command!r}: {error.strerror}"
+                status, out, err = 127, "", f"item {value!r}: {error.strerror or error}"
         seconds = round(time.monotonic() - began, 4)
         jobs.ack(results, (index, status, out[-LIMIT:], err[-LIMIT:], host, seconds, task))
 

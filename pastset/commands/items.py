@@ -14,13 +14,16 @@ running the same command again skips the items already done.
 from __future__ import annotations
 
 import argparse
+import socket
 import sys
 from pathlib import Path
 
 from ..errors import PastSetError
 from ..hosts import assign_clients, read_hosts_file
 from ..items import Plan, collect_items, experiment_dir, experiment_name
-from ..settings import Settings, configure_logging
+from ..launch import Run
+from ..settings import Settings, configure_logging, this_host_names
+from ..stager import Stager
 from . import parser_for
 from .run import execute
 
@@ -45,6 +48,12 @@ def main(argv: list[str] | None = None) -> int:
     source.add_argument("--chunk", type=int, default=1, help="with --range: numbers per item")
     parser.add_argument("--function", default="", help="MODULE:FUNCTION from PSBIN, called with each item")
     parser.add_argument("--shell", action="store_true", help="run the command through the shell")
+    parser.add_argument(
+        "--shared",
+        action="store_true",
+        help="with --files on other hosts: the directory is shared (NFS/SMB), process in place "
+        "instead of copying items over SFTP",
+    )
     parser.add_argument("--name", default="", help="experiment id (default: derived from command and items)")
     parser.add_argument("--results", default="", help="experiment base directory (default: user data dir)")
     parser.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND with {} (or {start} {end})")
@@ -60,9 +69,11 @@ def main(argv: list[str] | None = None) -> int:
         )
         if settings.PSHOSTS:
             procs = None if settings.sources.get("PSPROCS", "default") == "default" else settings.PSPROCS
-            clients = len(assign_clients(read_hosts_file(settings.PSHOSTS), procs))
+            placement = assign_clients(read_hosts_file(settings.PSHOSTS), procs)
         else:
-            clients = settings.PSPROCS
+            placement = ["localhost"] * settings.PSPROCS
+        clients = len(placement)
+        remote = [h for h in placement if h.lower() not in this_host_names()]
     except PastSetError as err:
         sys.stderr.write(f"pypsitems: {err}\n")
         return 2
@@ -71,12 +82,33 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     name = options.name or experiment_name(command, options.function, items)
     folder = experiment_dir(name, options.results)
+    copy = bool(options.files and remote and not options.shared)
+    if copy and settings.PSSSH.strip() != "ssh":
+        sys.stderr.write(
+            "pypsitems: PSSSH is a custom command, so files cannot be copied over SFTP; "
+            "processing them in place (as with --shared)\n"
+        )
+        copy = False
     plan = Plan(
-        name, str(folder), command, options.function, options.shell, True, max(1, clients * settings.PSSLOTS), items
+        name,
+        str(folder),
+        command,
+        options.function,
+        options.shell,
+        not copy,
+        socket.gethostname(),
+        max(1, clients * settings.PSSLOTS),
+        items,
     )
     app = Path(__file__).resolve().parent.parent / "items_app.py"
-    sys.stderr.write(f"pypsitems: experiment {name}: {len(items)} items, {plan.workers} workers, in {folder}\n")
-    return execute(settings, str(app), [str(plan.save())], prog="pypsitems")
+    mode = "copying files over SFTP" if copy else "in place"
+    sys.stderr.write(f"pypsitems: experiment {name}: {len(items)} items, {plan.workers} workers, {mode}, in {folder}\n")
+
+    def stage(run: Run) -> None:
+        if copy:
+            Stager(run.connections, run.run_id, settings.PSNS, settings.PSSECRET, folder / "outputs")
+
+    return execute(settings, str(app), [str(plan.save())], prog="pypsitems", started=stage)
 
 
 if __name__ == "__main__":

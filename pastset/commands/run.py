@@ -7,6 +7,7 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Callable
 
 from ..errors import PastSetError
 from ..launch import Run
@@ -40,8 +41,17 @@ def main(argv: list[str] | None = None) -> int:
     return execute(settings, options.app, options.args)
 
 
-def execute(settings: Settings, app: str, args: list[str], prog: str = "pypsrun") -> int:
-    """Run ``app`` with ``args`` as a whole run; return its exit status (used by pypsitems too)."""
+def execute(
+    settings: Settings,
+    app: str,
+    args: list[str],
+    prog: str = "pypsrun",
+    started: Callable[[Run], object] | None = None,
+) -> int:
+    """Run ``app`` with ``args`` as a whole run; return its exit status (used by pypsitems too).
+
+    ``started`` is called with the run once its clients are up, before the app starts.
+    """
     try:
         run = Run(settings, app, args)
     except PastSetError as err:  # bad app, hosts file or settings: nothing started yet
@@ -65,6 +75,8 @@ def execute(settings: Settings, app: str, args: list[str], prog: str = "pypsrun"
         info["ns"] = run.start_server()
         record_run(run.run_id, info)
         run.start_clients()
+        if started is not None:
+            started(run)
         status = run.run_app()
         run.finish(quietly=status == 0 and run._interrupts == 0)
     except KeyboardInterrupt:

@@ -1,0 +1,252 @@
+"""pypsitems: items exactly once, results and logs in the experiment directory, resumable;
+and across three hosts in copy mode with a worker killed, a pause, and a stop and restart."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from conftest import processes_mentioning
+
+pytestmark = pytest.mark.timeout(240)
+
+
+def pypsitems(*args: str, cwd: Path, timeout: float = 120, **env: str) -> subprocess.CompletedProcess:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("PS")}
+    environ.update(env)
+    return subprocess.run(
+        [sys.executable, "-m", "pastset.commands.items", *args],
+        env=environ,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def results(folder: Path) -> dict[int, dict]:
+    return {int(p.stem): json.loads(p.read_text()) for p in (folder / "results").glob("*.json")}
+
+
+def experiment(base: Path) -> Path:
+    (found,) = [p for p in base.iterdir() if p.is_dir()]
+    return found
+
+
+def test_files_lines_and_ranges_each_item_once(tmp_path):
+    data = tmp_path / "data"
+    (data / "sub").mkdir(parents=True)
+    for i in range(20):
+        (data / f"f{i}.txt").write_text("x" * i)
+    (data / "sub" / "deep.txt").write_text("deep")
+    base = tmp_path / "exp"
+    done = pypsitems("--files", str(data), "--results", str(base), "--", "wc", "-c", cwd=tmp_path, PSPROCS="3")
+    assert done.returncode == 0, done.stderr
+    got = results(experiment(base))
+    assert len(got) == 20  # not recursive: the file in sub/ is not an item
+    for r in got.values():
+        size = int(Path(r["item"]).name[1:-4])
+        assert r["status"] == 0 and r["stdout"].split()[0] == str(size)
+    assert "20 done, 0 failed" in done.stderr
+    recursive = pypsitems(
+        "--files", str(data), "--recursive", "--results", str(tmp_path / "exp2"), "--", "cat", cwd=tmp_path, PSPROCS="2"
+    )
+    assert recursive.returncode == 0 and "21 done" in recursive.stderr
+
+    lines = tmp_path / "words"
+    lines.write_text("alpha\nbeta\n\ngamma\n")
+    out = pypsitems(
+        "--lines", str(lines), "--results", str(tmp_path / "exp3"), "--", "echo", "word:{}", cwd=tmp_path, PSPROCS="2"
+    )
+    assert out.returncode == 0
+    assert sorted(r["stdout"] for r in results(experiment(tmp_path / "exp3")).values()) == [
+        "word:alpha\n",
+        "word:beta\n",
+        "word:gamma\n",
+    ]
+
+    frames = pypsitems(
+        "--range",
+        "1-30",
+        "--chunk",
+        "7",
+        "--results",
+        str(tmp_path / "exp4"),
+        "--",
+        "echo",
+        "frames",
+        "{start}",
+        "{end}",
+        cwd=tmp_path,
+        PSPROCS="2",
+    )
+    assert frames.returncode == 0
+    assert sorted(r["stdout"] for r in results(experiment(tmp_path / "exp4")).values()) == sorted(
+        ["frames 1 7\n", "frames 8 14\n", "frames 15 21\n", "frames 22 28\n", "frames 29 30\n"]
+    )
+
+
+def test_a_python_function_over_items(tmp_path):
+    (tmp_path / "analyse.py").write_text("def square(item):\n    return int(item) ** 2\n")
+    numbers = tmp_path / "numbers"
+    numbers.write_text("\n".join(map(str, range(12))))
+    done = pypsitems(
+        "--lines",
+        str(numbers),
+        "--function",
+        "analyse:square",
+        "--results",
+        str(tmp_path / "e"),
+        cwd=tmp_path,
+        PSPROCS="2",
+        PSBIN=str(tmp_path),
+    )
+    assert done.returncode == 0, done.stderr
+    assert sorted(int(r["stdout"]) for r in results(experiment(tmp_path / "e")).values()) == [n * n for n in range(12)]
+
+
+def test_failures_are_reported_and_a_rerun_does_only_what_is_left(tmp_path):
+    lines = tmp_path / "items"
+    lines.write_text("\n".join(f"{i}" for i in range(30)))
+    marker = tmp_path / "fixed"
+    script = f"test $(( {{}} % 7 )) -ne 3 || test -e {marker}"
+    base = tmp_path / "exp"
+    first = pypsitems("--lines", str(lines), "--shell", "--results", str(base), "--", script, cwd=tmp_path, PSPROCS="2")
+    assert first.returncode == 1
+    assert "26 done, 4 failed" in first.stderr and "failed items: " in first.stderr
+    folder = experiment(base)
+    assert sum(1 for r in results(folder).values() if r["status"] != 0) == 4
+    assert "failed with status 1" in (folder / "run.log").read_text()
+    marker.write_text("")
+    second = pypsitems(
+        "--lines", str(lines), "--shell", "--results", str(base), "--", script, cwd=tmp_path, PSPROCS="2"
+    )
+    assert second.returncode == 0, second.stderr
+    assert "4 done, 0 failed, 0 retried, 26 skipped" in second.stderr
+    assert all(r["status"] == 0 for r in results(folder).values())
+    assert len(list((folder / "sessions").glob("*.log"))) >= 2
+
+
+def test_bad_arguments_are_clear(tmp_path):
+    assert "exactly one item source" in pypsitems("--", "true", cwd=tmp_path).stderr
+    assert "either -- COMMAND" in pypsitems("--range", "1-3", cwd=tmp_path).stderr
+    assert "FIRST-LAST" in pypsitems("--range", "x", "--", "true", cwd=tmp_path).stderr
+    assert "not a directory" in pypsitems("--files", str(tmp_path / "nope"), "--", "true", cwd=tmp_path).stderr
+
+
+# ------------------------------------------------------------ three hosts
+@pytest.mark.netns
+def test_500_files_on_three_hosts_copy_mode_kill_pause_stop_restart(tmp_path):
+    sys.path.insert(0, str(Path(__file__).resolve().parent / "infra"))
+    from netns_hosts import NetnsHosts
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for i in range(500):
+        (data / f"item{i:03d}.txt").write_text(f"content of item {i}\n")
+    base = tmp_path / "exp"
+    command = [
+        "--files",
+        str(data),
+        "--results",
+        str(base),
+        "--shell",
+        "--",
+        "sleep 0.03; tr a-z A-Z < {} > upper.txt; cat upper.txt; pwd",
+    ]
+    with NetnsHosts(n=3, prefix="pit") as hosts:
+        home = tmp_path / "home"
+        (home / ".ssh").mkdir(parents=True)
+        shutil.copy(hosts.ssh_config, home / ".ssh" / "config")
+        (home / "hosts").write_text("".join(f"{h.name}\n" for h in hosts))
+        environ = {k: v for k, v in os.environ.items() if not k.startswith("PS")}
+        environ.update(HOME=str(home), PSHOSTS=str(home / "hosts"), XDG_RUNTIME_DIR=str(tmp_path / "rt"))
+
+        def start() -> subprocess.Popen:
+            return subprocess.Popen(
+                [sys.executable, "-m", "pastset.commands.items", *command],
+                env=environ,
+                cwd=tmp_path,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                start_new_session=True,
+            )
+
+        def manage(*args: str) -> str:
+            done = subprocess.run(
+                [sys.executable, "-m", "pastset.commands.manage", *args],
+                env=environ,
+                capture_output=True,
+                text=True,
+                timeout=30,
+            )
+            assert done.returncode == 0, done.stderr
+            return done.stdout
+
+        def count() -> int:
+            return len(list(base.glob("*/results/*.json")))
+
+        def wait_for(predicate, timeout: float = 60) -> None:
+            deadline = time.monotonic() + timeout
+            while not predicate():
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+
+        proc = start()
+        try:
+            wait_for(lambda: count() >= 40)
+            # a worker is killed mid-run: its item in hand goes to another worker
+            victims = [pid for pid, cmd in processes_mentioning("pastset.items_worker") if "pit-" not in cmd]
+            assert victims
+            os.kill(victims[0], signal.SIGKILL)
+            # pause: progress stops within one item's time; resume: it goes on
+            assert "paused" in manage("pause")
+            time.sleep(0.5)
+            held = count()
+            time.sleep(1.0)
+            assert count() == held
+            assert "resumed" in manage("resume")
+            wait_for(lambda: count() >= held + 40)
+            # stop in the middle ...
+            assert "stopped" in manage("stop")
+            proc.wait(60)
+            assert proc.returncode != 0
+            partial = count()
+            assert 0 < partial < 500
+            # ... and start again with the same arguments: only the rest is done
+            again = start()
+            _, err = again.communicate(timeout=180)
+            assert again.returncode == 0, err
+            assert f"{partial} skipped" in err and "copying files over SFTP" in err
+        finally:
+            for p in (proc,):
+                if p.poll() is None:
+                    os.killpg(p.pid, 9)
+                    p.wait()
+    folder = experiment(base)
+    got = results(folder)
+    assert sorted(got) == list(range(500))  # every item has a result
+    for index, r in got.items():
+        item = Path(r["item"])
+        expected = item.read_text().upper()
+        assert r["status"] == 0
+        lines = r["stdout"].splitlines()
+        assert lines[0] + "\n" == expected  # computed from the item's content, on a node
+        assert lines[1].startswith("/tmp/pastset-items-")  # in a work directory the file was copied to
+        assert (folder / "outputs" / str(index) / "upper.txt").read_text() == expected  # copied back
+        assert r["host"].startswith("pit-h")
+    logged = Counter()
+    for log in (folder / "sessions").glob("*.log"):
+        for line in log.read_text().splitlines():
+            logged[int(line.split()[3])] += 1
+    assert all(logged[i] == 1 for i in range(500)), "an item's result was recorded twice"
+    assert len({r["host"] for r in got.values()}) == 3
