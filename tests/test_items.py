@@ -133,6 +133,21 @@ def test_failures_are_reported_and_a_rerun_does_only_what_is_left(tmp_path):
     assert "4 done, 0 failed, 0 retried, 26 skipped" in second.stderr
     assert all(r["status"] == 0 for r in results(folder).values())
     assert len(list((folder / "sessions").glob("*.log"))) >= 2
+    listing = subprocess.run(
+        [sys.executable, "-m", "pastset.commands.manage", "logs", "--results", str(base)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert folder.name in listing.stdout and "30" in listing.stdout
+    shown = subprocess.run(
+        [sys.executable, "-m", "pastset.commands.manage", "logs", folder.name, "--results", str(base)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert "start: 30 items, 26 already done, 4 to do" in shown.stdout
+    assert shown.stdout.count("session ") >= 2
 
 
 def test_bad_arguments_are_clear(tmp_path):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import Pyro5.errors
@@ -36,7 +37,7 @@ VIEWS = {
     "status": "status",
     "runs": "runs",
 }
-ACTIONS = ("pause", "resume", "stop", "top")
+ACTIONS = ("pause", "resume", "stop", "top", "logs")
 
 COLUMNS = {
     "clients": ["id", "host", "system", "arch", "cores", "memory", "disk", "speed", "alive", "running", "done"],
@@ -105,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run", default=None, help="the run (default: the only live one)")
     parser.add_argument("--ns", default=None, help="name server HOST:PORT of the run (default: from the run file)")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.add_argument("--results", default="", help="logs: the experiments' base directory (default: user data dir)")
     parser.add_argument("--interval", type=float, default=1.0, help="top: seconds between redraws")
     parser.add_argument(
         "--iterations", type=int, default=0, help="top: stop after this many redraws (0: until the run ends)"
@@ -112,6 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     options = parser.parse_args(argv)
     configure_logging(settings, "pypsmanage")
     try:
+        if options.view == "logs":
+            return _logs(options)
         if options.view == "runs":
             rows: Any = [{k: v for k, v in r.items() if k != "secret"} for r in list_runs()]
             return _show(rows, "runs", options)
@@ -147,6 +151,45 @@ def _show(rows: Any, view: str, options: Any) -> int:
         print("\n".join(f"{k:<16} {_cell(v)}" for k, v in rows.items()))
     else:
         print(table(rows, COLUMNS[view]))
+    return 0
+
+
+def _logs(options: Any) -> int:
+    """List experiments, or show one experiment's run log and its session logs."""
+    import platformdirs
+
+    base = (
+        Path(options.results).expanduser()
+        if options.results
+        else (Path(platformdirs.user_data_dir("pastset")) / "experiments")
+    )
+    folders = sorted((p for p in base.glob("*") if (p / "plan.json").exists()), key=lambda p: p.stat().st_mtime)
+    if options.filter:
+        folders = [p for p in folders if options.filter in p.name]
+        if len(folders) == 1:
+            folder = folders[0]
+            print(f"experiment {folder.name} in {folder}")
+            print((folder / "run.log").read_text() if (folder / "run.log").exists() else "(no run log yet)", end="")
+            for session in sorted((folder / "sessions").glob("*.log")):
+                lines = session.read_text().splitlines()
+                print(f"session {session.stem}: {len(lines)} item(s); last: {lines[-1] if lines else '-'}")
+            return 0
+    rows = []
+    for folder in folders:
+        summary = json.loads((folder / "summary.json").read_text()) if (folder / "summary.json").exists() else {}
+        rows.append(
+            {
+                "experiment": folder.name,
+                "items": summary.get("items", ""),
+                "done": summary.get("done", ""),
+                "failed": summary.get("failed", ""),
+                "path": str(folder),
+            }
+        )
+    if options.json:
+        print(json.dumps(rows, indent=1))
+    else:
+        print(table(rows, ["experiment", "items", "done", "failed", "path"]))
     return 0
 
 
