@@ -165,29 +165,40 @@ class Worker:
         cmd = [*_python(self.settings), "-m", "pastset.runner", task["app"], *task["args"]]
         log.info("client %s runs task %s: %s", self.cid, task["id"], " ".join(cmd))
         try:
-            proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            proc = subprocess.Popen(
+                cmd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+            )
         except OSError as err:
             return 127, f"cannot start {cmd[0]!r} (PSPYTHON): {err}"
         with self._lock:
             self._running.add(proc)
         if self._stop.is_set():
             self.stop()
-        assert proc.stderr is not None
+        assert proc.stdout is not None and proc.stderr is not None
+        # Whole lines only: tasks running side by side (and the other clients
+        # writing to the same terminal or pipe) must never split each other's lines.
+        out = threading.Thread(target=_forward, args=(proc.stdout, sys.stdout.buffer), daemon=True)
+        out.start()
         tail = _forward(proc.stderr, sys.stderr.buffer)
+        out.join()
         code = proc.wait()
         with self._lock:
             self._running.discard(proc)
         return exit_status(code), tail
 
 
+_WRITE_LOCK = threading.Lock()
+
+
 def _forward(source: IO[bytes], sink: IO[bytes]) -> str:
-    """Copy ``source`` to ``sink`` as it comes; return its last lines."""
+    """Copy ``source`` to ``sink`` a whole line at a time, each in one write; return its last lines."""
     tail: collections.deque[bytes] = collections.deque(maxlen=TAIL_LINES)
     for line in iter(source.readline, b""):
         tail.append(line)
         try:
-            sink.write(line)
-            sink.flush()
+            with _WRITE_LOCK:
+                sink.write(line)
+                sink.flush()
         except (OSError, ValueError):
             pass
     source.close()
