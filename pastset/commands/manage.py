@@ -19,12 +19,13 @@ import Pyro5.errors
 
 from ..errors import PastSetConnectionError, PastSetError
 from ..naming import scheduler_name
+from ..overview import clients_of, status_of
 from ..proxies import connection_error, lookup, proxy
 from ..runs import list_runs, pick_run
 from ..settings import Settings, configure_logging
 from . import parser_for
 
-__all__ = ["main", "status_of", "table"]
+__all__ = ["main", "table"]
 
 VIEWS = {
     "clients": "clients",
@@ -62,33 +63,6 @@ def table(rows: list[dict[str, Any]], columns: list[str]) -> str:
     lines = ["  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip()]
     lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() for row in cells]
     return "\n".join(lines)
-
-
-def clients_of(snap: dict[str, Any]) -> list[dict[str, Any]]:
-    """Client rows with their specs flattened in."""
-    return [{**c["specs"], **{k: v for k, v in c.items() if k != "specs"}} for c in snap["clients"]]
-
-
-def status_of(snap: dict[str, Any]) -> dict[str, Any]:
-    """The one-screen summary of a run."""
-    tasks = snap["tasks"]
-    state = (
-        "stopped" if snap.get("stopped") else "ended" if snap["ended"] else "paused" if snap["paused"] else "running"
-    )
-    return {
-        "run": snap["run"],
-        "state": state,
-        "clients alive": sum(1 for c in snap["clients"] if c["alive"]),
-        "clients dead": sum(1 for c in snap["clients"] if not c["alive"]),
-        "tasks queued": sum(1 for t in tasks if t["state"] == "queued"),
-        "tasks running": sum(1 for t in tasks if t["state"] == "running"),
-        "tasks done": sum(1 for t in tasks if t["state"] == "done"),
-        "tasks failed": sum(1 for t in tasks if t["state"] == "failed"),
-        "elements": len(snap["elements"]),
-        "moves/s": snap.get("moves_per_s", 0),
-        "observes/s": snap.get("observes_per_s", 0),
-        "halted": snap["halted"],
-    }
 
 
 def main(argv: list[str] | None = None) -> int:

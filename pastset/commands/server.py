@@ -20,6 +20,7 @@ from Pyro5 import config as pyro_config
 from ..proc import die_with_parent, watch_lifeline
 from ..server import Server
 from ..settings import Settings, configure_logging
+from ..web import start_web
 from . import parser_for
 
 __all__ = ["main", "scheduler_main"]
@@ -81,6 +82,7 @@ def main(argv: list[str] | None = None, prog: str = "pypsserver", scheduler: boo
         return 1
     for run in options.run:
         server.open(run, scheduler=options.scheduler)
+    web = start_web(server, settings.PSWEB, settings.PSSECRET) if settings.PSWEB else None
 
     def stop(signum: int, frame: object) -> None:
         server.stop()
@@ -93,7 +95,11 @@ def main(argv: list[str] | None = None, prog: str = "pypsserver", scheduler: boo
         watch_lifeline(server.stop)
     else:
         log.warning("serving at %s: programs connect with PSNS=%s PSRUN=NAME", server.address, server.address)
-    server.serve()
+    try:
+        server.serve()
+    finally:
+        if web is not None:
+            web.close()
     server.close()
     return 0
 
