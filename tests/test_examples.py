@@ -57,9 +57,11 @@ def pypsrun(tmp_path: Path, app: str, *args: object, procs: int = 1) -> list[str
     return done.stdout.splitlines()
 
 
-def test_every_example_is_run_by_a_test() -> None:
+def test_the_basic_examples_are_there_and_each_companion_has_its_app() -> None:
+    # That every file in examples/ is run by some test is checked in test_teaching.py,
+    # which knows both lists.
     on_disk = {path.name for path in EXAMPLES.glob("*.py")}
-    assert on_disk == APPS | set(COMPANIONS)
+    assert APPS | set(COMPANIONS) <= on_disk
     assert set(COMPANIONS.values()) <= APPS
 
 
