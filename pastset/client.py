@@ -1,10 +1,11 @@
 """The client API: ``pastset.PastSet()`` and the element handles it returns.
 
 A :class:`PastSet` finds the run's space through the run's Pyro5 name server
-(PSNS, PSRUN, set by pypsrun) and talks to it with one request per operation.
-Each thread gets its own connection, so a thread blocked in ``observe`` never
-holds up another thread of the same program: a handle and its elements are safe
-to share between threads.
+(PSNS, PSRUN, set by pypsrun) and talks to it with one request per operation,
+over the server's direct channel (:mod:`pastset.channel`) when it offers one,
+else through Pyro5.  Each thread gets its own connection, so a thread blocked
+in ``observe`` never holds up another thread of the same program: a handle and
+its elements are safe to share between threads.
 """
 
 from __future__ import annotations
@@ -14,9 +15,11 @@ import threading
 from typing import Any
 
 import Pyro5.api
+import Pyro5.core
 import Pyro5.errors
 
 from . import wire
+from .channel import Channel
 from .element import check_delta, check_index, check_template
 from .errors import BY_NAME, PastSetConnectionError, PastSetTypeError, RemoteError
 from .naming import FACTORY, space_name
@@ -57,9 +60,14 @@ class PastSet:
         self._deadtime = settings.PSDEADTIME
         self._where = f"name server {host}:{port} (PSNS), run {self._run!r} (PSRUN)"
         self._local = threading.local()
-        self._proxies: list[Pyro5.api.Proxy] = []
+        self._links: list[Channel | Pyro5.api.Proxy] = []
         self._plock = threading.Lock()
         self._uri = self._resolve(host, port)
+        self._channel: tuple[str, int] | None = None
+        port_ = self._call("channel")
+        if isinstance(port_, int):
+            self.close()  # the Pyro5 connection that asked; from now on calls take the channel
+            self._channel = (Pyro5.core.URI(self._uri).host, port_)
 
     def _resolve(self, host: str, port: int) -> str:
         try:
@@ -85,26 +93,32 @@ class PastSet:
             ) from None
 
     # ------------------------------------------------------------- transport
-    def _proxy(self) -> Pyro5.api.Proxy:
-        proxy_ = getattr(self._local, "proxy", None)
-        if proxy_ is None:
+    def _link(self) -> Channel | Pyro5.api.Proxy:
+        """This thread's connection to the space: a channel if the server has one, else a Pyro5 proxy."""
+        link = getattr(self._local, "link", None)
+        if link is not None:
+            return link
+        made: Channel | Pyro5.api.Proxy
+        if self._channel is not None:
+            host, port = self._channel
+            made = Channel(host, port, self._run, self._secret, self._task, self._deadtime)
+        else:
             made = proxy(self._uri, self._secret, self._task)
             try:
                 keep_alive(made, self._deadtime)
             except Pyro5.errors.CommunicationError as err:
                 raise connection_error(self._where, err) from None
-            self._local.proxy = made
-            with self._plock:
-                self._proxies.append(made)
-            return made
-        return proxy_
+        self._local.link = made
+        with self._plock:
+            self._links.append(made)
+        return made
 
     def _call(self, *message: Any) -> Any:
         request = wire.encode(message)  # refuses unsendable values before anything is sent
         try:
-            reply = wire.decode(self._proxy().call(request))
-        except Pyro5.errors.CommunicationError as err:
-            self._local.proxy = None
+            reply = wire.decode(self._link().call(request))
+        except (Pyro5.errors.CommunicationError, OSError) as err:
+            self._local.link = None
             raise PastSetConnectionError(
                 f"lost the connection to the PastSet server ({self._where}): {err}; "
                 "the run has probably ended or its server died"
@@ -153,10 +167,10 @@ class PastSet:
     def close(self) -> None:
         """Close this handle's connections (they also close when the program exits)."""
         with self._plock:
-            proxies, self._proxies = self._proxies, []
-        for each in proxies:
+            links, self._links = self._links, []
+        for each in links:
             try:
-                each._pyroRelease()
+                each.close() if isinstance(each, Channel) else each._pyroRelease()
             except Exception:
                 pass
         self._local = threading.local()

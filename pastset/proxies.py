@@ -7,13 +7,13 @@ without it before any request is read.
 
 from __future__ import annotations
 
-import socket
 from typing import Any
 
 import Pyro5.api
 import Pyro5.core
 import Pyro5.errors
 
+from .channel import keep_alive_socket
 from .errors import PastSetConnectionError
 
 __all__ = ["connection_error", "keep_alive", "lookup", "proxy", "refused"]
@@ -36,12 +36,7 @@ def keep_alive(made: Pyro5.api.Proxy, seconds: float) -> None:
     cut off by the network (no reset ever arrives) would leave it waiting forever.
     """
     made._pyroBind()
-    sock = made._pyroConnection.sock
-    half = max(1, int(seconds / 2))
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-    for name, value in (("TCP_KEEPIDLE", half), ("TCP_KEEPINTVL", 1), ("TCP_KEEPCNT", half)):
-        if hasattr(socket, name):
-            sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, name), value)
+    keep_alive_socket(made._pyroConnection.sock, seconds)
 
 
 def lookup(address: str, name: str, secret: str = "", timeout: float = 10.0) -> Any:

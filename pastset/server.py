@@ -21,7 +21,6 @@ its msgpack serializer.  Nothing received is ever unpickled.
 
 from __future__ import annotations
 
-import hmac
 import logging
 import threading
 import time
@@ -37,6 +36,7 @@ import Pyro5.nameserver
 from Pyro5 import config as pyro_config
 
 from . import wire
+from .channel import ChannelServer, secret_matches
 from .element import Element, deadline
 from .errors import ConfigurationError, PastSetError, PastSetTypeError, PastSetValueError, RemoteError, XFunctionError
 from .journal import Journal, journal_path
@@ -104,6 +104,8 @@ class SpaceService:
         self.space = space
         self.scheduler = scheduler
         self.calls = _Gauge()
+        #: Port of the server's direct channel (pastset.channel), None when it is off.
+        self.channel_port: int | None = None
         self._ops: dict[str, Callable[..., Any]] = {
             "enter": self._enter,
             "move": self._move,
@@ -120,6 +122,7 @@ class SpaceService:
             "spawn": self._spawn,
             "halt": self._halt,
             "ping": lambda: self.space.name,
+            "channel": lambda: self.channel_port,
         }
 
     def call(self, request: bytes) -> bytes:
@@ -336,9 +339,7 @@ class _Daemon(Pyro5.nameserver.NameServerDaemon):
 
     def validateHandshake(self, conn: Any, data: Any) -> Any:  # noqa: N802 - Pyro5 API
         data = data if isinstance(data, dict) else {}
-        secret = self._server.secret
-        offered = data.get("secret", "")
-        if secret and not (isinstance(offered, str) and hmac.compare_digest(offered.encode(), secret.encode())):
+        if not secret_matches(self._server.secret, data.get("secret")):
             log.warning("refused a connection without the run's secret from %s", getattr(conn, "sock", conn))
             raise Pyro5.errors.SecurityError("this PastSet run needs its secret")
         task = data.get("task")
@@ -347,20 +348,15 @@ class _Daemon(Pyro5.nameserver.NameServerDaemon):
         return "pastset"
 
     def clientDisconnect(self, conn: Any) -> None:  # noqa: N802 - Pyro5 API
-        for space, eid, data in getattr(conn, "pastset_leases", None) or []:
-            try:
-                space.element(eid).requeue(data)
-                log.info("lease on element %d handed back: its observer's connection closed", eid)
-            except PastSetError:
-                pass  # the element or the run is gone
-        cid = getattr(conn, "pastset_client", None)
-        if cid:
-            for scheduler in self._server.schedulers.values():
-                scheduler.client_gone(cid, "client connection lost")
+        self._server.connection_closed(conn)
 
 
 class Server:
-    """A PastSet server process: name server plus spaces (and schedulers)."""
+    """A PastSet server process: name server plus spaces (and schedulers).
+
+    Element operations also have a direct channel (:mod:`pastset.channel`) on a
+    port of its own next to the daemon's, unless Pyro5's TLS is on.
+    """
 
     def __init__(
         self,
@@ -386,16 +382,32 @@ class Server:
         self.journal_sync = journal_sync
         self.spaces: dict[str, Space] = {}
         self.schedulers: dict[str, Scheduler] = {}
-        self.services: list[SpaceService] = []
+        self.by_run: dict[str, SpaceService] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self.daemon = _Daemon(self, host, port)
         sockname = self.daemon.sock.getsockname()
         self.host = host
         self.port = int(sockname[1])
+        self.channel: ChannelServer | None = None
+        if not pyro_config.SSL:
+            self.channel = ChannelServer(host, secret, self._space_call, self.connection_closed, deadtime)
         if on_demand:
             uri = self.daemon.register(FactoryService(self), FACTORY)
             self.daemon.nameserver.register(FACTORY, uri)
+
+    def connection_closed(self, conn: Any) -> None:
+        """A client connection (Pyro5 or channel) ended: hand back its leases, notice a lost client."""
+        for space, eid, data in getattr(conn, "pastset_leases", None) or []:
+            try:
+                space.element(eid).requeue(data)
+                log.info("lease on element %d handed back: its observer's connection closed", eid)
+            except PastSetError:
+                pass  # the element or the run is gone
+        cid = getattr(conn, "pastset_client", None)
+        if cid:
+            for scheduler in self.schedulers.values():
+                scheduler.client_gone(cid, "client connection lost")
 
     @property
     def address(self) -> str:
@@ -414,7 +426,8 @@ class Server:
             space = Space(run, self.psbin, _current_task, journal)
             sched = Scheduler(space, deadtime=self.deadtime) if scheduler else None
             service = SpaceService(space, sched)
-            self.services.append(service)
+            service.channel_port = self.channel.port if self.channel is not None else None
+            self.by_run[run] = service
             uri = self.daemon.register(service, space_name(run))
             self.daemon.nameserver.register(space_name(run), uri)
             if sched is not None:
@@ -424,6 +437,10 @@ class Server:
             self.spaces[run] = space
             log.info("serving run %s%s at %s", run, " with scheduler" if sched else "", self.address)
             return space
+
+    def _space_call(self, run: str) -> Callable[[bytes], bytes] | None:
+        service = self.by_run.get(run)
+        return service.call if service is not None else None
 
     def serve(self) -> None:
         """Serve requests in this thread until :meth:`stop`."""
@@ -455,8 +472,10 @@ class Server:
         Worker threads are daemons and end with the process.
         """
         until = time.monotonic() + grace
-        for service in self.services:
+        for service in list(self.by_run.values()):
             service.calls.wait_idle(max(0.0, until - time.monotonic()))
+        if self.channel is not None:
+            self.channel.close()
         try:
             self.daemon.sock.close()
         except OSError:  # pragma: no cover

@@ -17,6 +17,7 @@ import pastset
 from pastset.element import Element, check_delta, check_index, check_template
 from pastset.errors import ConfigurationError, ExpiredError, PastSetError, PastSetTypeError, SerialisationError
 from pastset.hosts import parse_hosts
+from pastset.proxies import proxy
 from pastset.settings import SPEC, Settings
 from pastset.wire import decode, encode
 
@@ -207,14 +208,30 @@ def test_random_and_truncated_messages_do_not_hurt_the_server(server):
         else:
             payload = b"PYRO" + rng.randbytes(20) + b"\x00" * rng.randrange(0, 50)
         _send(server.address, payload)
-    # requests that pass Pyro5 but carry garbage for pastset
-    raw = pset._proxy()
+    # the same on the direct channel's port: random bytes, truncated and lying frames, bad handshakes
+    assert pset._channel is not None, "the server offers its direct channel"
+    channel = f"{pset._channel[0]}:{pset._channel[1]}"
     for _ in range(150):
-        garbage = rng.randbytes(rng.randrange(0, 80))
-        reply = decode(raw.call(garbage))
-        assert reply[0] == 1  # an error reply, never a crash
-    for bad in (encode(("move",)), encode(("move", 10**9, (1,), None)), encode(("nosuchop", 1)), encode(42)):
-        assert decode(raw.call(bad))[0] == 1
+        kind = rng.randrange(4)
+        if kind == 0:
+            payload = rng.randbytes(rng.randrange(1, 300))
+        elif kind == 1:
+            payload = struct.pack("!I", rng.randrange(0, 2**32))[: rng.randrange(1, 5)]
+        elif kind == 2:
+            body = rng.randbytes(rng.randrange(0, 60))
+            payload = struct.pack("!I", max(0, len(body) + rng.randrange(-5, 50))) + body
+        else:
+            hello = encode({"secret": rng.randbytes(8).hex(), "run": rng.choice([server.run, "x"]), "task": 7})
+            payload = struct.pack("!I", len(hello)) + hello + rng.randbytes(rng.randrange(0, 40))
+        _send(channel, payload)
+    # requests that pass the transport (Pyro5 and the channel) but carry garbage for pastset
+    for raw in (proxy(pset._uri, pset._secret), pset._link()):
+        for _ in range(150):
+            garbage = rng.randbytes(rng.randrange(0, 80))
+            reply = decode(raw.call(garbage))
+            assert reply[0] == 1  # an error reply, never a crash
+        for bad in (encode(("move",)), encode(("move", 10**9, (1,), None)), encode(("nosuchop", 1)), encode(42)):
+            assert decode(raw.call(bad))[0] == 1
     with pytest.raises(SerialisationError):
         decode(b"\xc1")
     # everyone else is still served, and nothing stored was corrupted

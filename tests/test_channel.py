@@ -1,0 +1,113 @@
+"""The direct channel (pastset.channel) beside Pyro5: used by default, guarded like Pyro5, and safe to lose.
+
+Each test talks to a real server process started by ``pypsscheduler --ready``.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+import threading
+import time
+
+import pytest
+from conftest import start_server, stop_server
+
+import pastset
+from pastset.channel import Channel
+from pastset.errors import PastSetConnectionError
+from pastset.wire import decode, encode
+
+
+def _connections_to(port: int) -> int:
+    """Established TCP connections from this process to ``port`` on loopback."""
+    count = 0
+    for line in open("/proc/net/tcp").read().splitlines()[1:]:
+        fields = line.split()
+        remote_port = int(fields[2].split(":")[1], 16)
+        if remote_port == port and fields[3] == "01":
+            count += 1
+    return count
+
+
+def test_operations_take_the_channel_one_connection_per_thread(server):
+    pset = pastset.PastSet()
+    assert pset._channel is not None
+    port = pset._channel[1]
+    before = _connections_to(port)
+    e = pset.enter(("chan", int))
+    e.move((1,))
+    assert e.observe() == (1,)
+    assert _connections_to(port) == before + 1
+    results = []
+
+    def other() -> None:
+        e.move((2,))
+        results.append(e.observe())
+
+    t = threading.Thread(target=other)
+    t.start()
+    t.join(10)
+    assert results == [(2,)]
+    assert _connections_to(port) == before + 2
+    pset.close()
+    deadline = time.monotonic() + 5
+    while _connections_to(port) > before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _connections_to(port) == before
+
+
+def test_the_channel_needs_the_run_s_secret(tmp_path):
+    srv = start_server(tmp_path, secret="chan-secret")
+    try:
+        pset = pastset.PastSet(run=srv.run, ns=srv.address, secret="chan-secret")
+        assert pset._channel is not None
+        host, port = pset._channel
+        for wrong in ("", "wrong", "chan-secre"):
+            with pytest.raises(PastSetConnectionError, match="needs its secret"):
+                Channel(host, port, srv.run, wrong, "", 6.0)
+        with pytest.raises(PastSetConnectionError, match="no PastSet named 'nope'"):
+            Channel(host, port, "nope", "chan-secret", "", 6.0)
+        # a raw request without any handshake is never served
+        with socket.create_connection((host, port), timeout=5) as sock:
+            request = encode(("ping",))
+            sock.sendall(struct.pack("!I", len(request)) + request)
+            sock.settimeout(5)
+            assert sock.recv(100) == b""  # closed without an answer
+        good = Channel(host, port, srv.run, "chan-secret", "", 6.0)
+        assert decode(good.call(encode(("ping",)))) == (0, srv.run)
+        good.close()
+    finally:
+        stop_server(srv)
+
+
+def test_an_oversized_frame_header_is_refused_without_allocating_it(server):
+    pset = pastset.PastSet()
+    host, port = pset._channel
+    with socket.create_connection((host, port), timeout=5) as sock:
+        sock.sendall(struct.pack("!I", 2**31 - 1))  # claims 2 GiB for the handshake
+        sock.settimeout(5)
+        assert sock.recv(100) == b""
+    e = pset.enter(("still", int))
+    e.move((7,))
+    assert e.observe() == (7,)
+
+
+def test_a_blocked_observe_on_the_channel_learns_that_the_server_died(tmp_path):
+    srv = start_server(tmp_path)
+    e = pastset.PastSet(run=srv.run, ns=srv.address).enter(("dead-chan", int))
+    errors: list[Exception] = []
+
+    def block() -> None:
+        try:
+            e.observe()
+        except PastSetConnectionError as err:
+            errors.append(err)
+
+    t = threading.Thread(target=block, daemon=True)
+    t.start()
+    time.sleep(0.2)
+    srv.proc.kill()
+    t.join(10)
+    stop_server(srv)
+    assert len(errors) == 1 and "lost the connection" in str(errors[0])
