@@ -5,9 +5,10 @@ Three views, all written into RESULTS.md under "Profile":
 1. An in-place ablation: the same two requests (move, observe) against servers
    that each do one more piece of pastset's request path - a raw TCP echo, a
    bare Pyro5 echo, plus the wire codec, plus the element, plus SpaceService's
-   dispatch, plus its call gauge, the real pastset server, and finally the full
-   client API.  The differences between neighbours are what each piece costs
-   where it really runs (cold caches, context switches included).
+   dispatch, plus its call gauge; then the real pastset server reached over its
+   direct channel instead of Pyro5, and finally the full client API.  The
+   differences between neighbours are what each piece costs where it really
+   runs (cold caches, context switches included).
 2. The CPU cost of each piece timed alone in a tight loop in this process (hot
    caches), for comparison.
 3. py-spy sampling of a client process doing pairs (idle time included, so the
@@ -56,7 +57,7 @@ ABLATION = (
     ("element", "+ server: Element.move / Element.observe (lock, notify)"),
     ("dispatch", "+ server: SpaceService dispatch (op table, deadline, _apply, counters)"),
     ("service", "+ server: the call gauge around it (SpaceService.call)"),
-    ("server", "+ the real pastset server process (its daemon, handshake, keepalive) instead of a plain one"),
+    ("server", "the real pastset server process over its direct channel (pastset.channel) instead of Pyro5"),
     ("full", "+ client: ElementHandle / PastSet._call and pastset.wire encode and decode"),
 )
 
@@ -115,7 +116,7 @@ def ablation(
         pset = pastset.PastSet(run=RUN, ns=server.address)
         closers.append(pset.close)
         element = pset.enter(("bench-ablation", int, float))
-        raw_proxy = getattr(pset, "_proxy", None)
+        raw_proxy = getattr(pset, "_link", None)
         eid = getattr(element, "_eid", None)
         if callable(raw_proxy) and isinstance(eid, int):
             frames = (wire.encode(("move", eid, SMALL, None)), wire.encode(("observe", eid, -1, None)))

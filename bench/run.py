@@ -100,14 +100,12 @@ def profile_summary(facts: dict[str, Any], abl: list[tuple[str, float, float]], 
     if "full" in step and "echo" in step and "raw" in step:
         full, echo, raw = step["full"][0], step["echo"][0], step["raw"][0]
         server_side = sum(step[m][1] for m in ("wire", "element", "dispatch", "service") if m in step)
+        redis = p1.get("redis")
         out.append(
             f"- **Transport.** Two raw TCP round trips between two Python processes cost {raw:.0f} µs; "
             f"two bare Pyro5 calls {echo:.0f} µs, so Pyro5 itself adds {echo - raw:.0f} µs per pair. "
-            f"The whole pastset pair costs {full:.0f} µs (Redis RPUSH+BLPOP: {p1.get('redis', float('nan')):.0f} µs): "
-            f"{100 * echo / full:.0f} % of it is the bare Pyro5 floor, which alone is already "
-            f"{echo / p1['redis']:.2f}x Redis."
-            if "redis" in p1
-            else ""
+            f"The whole pastset pair, over its direct channel, costs {full:.0f} µs"
+            + (f" (Redis RPUSH+BLPOP: {redis:.0f} µs; bare Pyro5 alone: {echo / redis:.2f}x Redis)." if redis else ".")
         )
         parts = ", ".join(
             f"{name} {step[m][1]:+.0f} µs"
@@ -121,8 +119,8 @@ def profile_summary(facts: dict[str, Any], abl: list[tuple[str, float, float]], 
         )
         out.append(
             f"- **Server.** pastset's request handling adds {server_side:.0f} µs per pair on top of bare Pyro5 "
-            f"({parts}); the real server process adds {step.get('server', (0, 0))[1]:+.0f} µs more than a plain "
-            "Pyro5 daemon running the same code. Timed alone with hot caches the same work costs a third to a "
+            f"({parts}); the real server reached over its direct channel instead of Pyro5 changes that by "
+            f"{step.get('server', (0, 0))[1]:+.0f} µs. Timed alone with hot caches the same work costs a third to a "
             "half of that: in place, every request runs after a context switch with cold caches."
         )
         out.append(
