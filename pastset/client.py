@@ -18,7 +18,7 @@ import Pyro5.api
 import Pyro5.core
 import Pyro5.errors
 
-from . import wire
+from . import tls, wire
 from .channel import Channel
 from .element import check_delta, check_index, check_template
 from .errors import BY_NAME, PastSetConnectionError, PastSetTypeError, RemoteError
@@ -87,10 +87,10 @@ class PastSet:
         except Pyro5.errors.CommunicationError as err:
             if refused(err):
                 raise connection_error(self._where, err) from None
-            raise PastSetConnectionError(
-                f"cannot reach the PastSet server at {self._where}: {err}. "
+            advice = tls.hint(err, host) or (
                 "Is the run (pypsrun) or pypsserver still running, and is the address reachable?"
-            ) from None
+            )
+            raise PastSetConnectionError(f"cannot reach the PastSet server at {self._where}: {err}. {advice}") from None
 
     # ------------------------------------------------------------- transport
     def _link(self) -> Channel | Pyro5.api.Proxy:

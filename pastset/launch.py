@@ -32,6 +32,7 @@ from typing import Any
 
 import Pyro5.errors
 
+from . import tls
 from .errors import AppNotFoundError, PastSetConnectionError, PastSetError
 from .hosts import assign_clients, read_hosts_file
 from .naming import scheduler_name
@@ -212,9 +213,10 @@ class Run:
         try:
             uri = lookup(address, scheduler_name(self.run_id), self.settings.PSSECRET)
         except Pyro5.errors.CommunicationError as err:
+            host = address.rpartition(":")[0]
+            advice = tls.hint(err, host) or "check PSMASTER and firewalls (see PYRO_* port settings)"
             raise PastSetConnectionError(
-                f"the PastSet server on {master} listens at {address} but cannot be reached from here: {err}; "
-                "check PSMASTER and firewalls (see PYRO_* port settings)"
+                f"the PastSet server on {master} listens at {address} but cannot be reached from here: {err}; {advice}"
             ) from None
         self.scheduler = self._scheduler_proxy(uri)
         log.debug("run %s: server ready at %s", self.run_id, address)

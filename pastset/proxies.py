@@ -13,6 +13,7 @@ import Pyro5.api
 import Pyro5.core
 import Pyro5.errors
 
+from . import tls
 from .channel import keep_alive_socket
 from .errors import PastSetConnectionError
 
@@ -58,4 +59,5 @@ def connection_error(where: str, err: Exception) -> PastSetConnectionError:
             f"the PastSet server at {where} refused the connection: this run needs its secret (PSSECRET); "
             "programs started by pypsrun get it automatically"
         )
-    return PastSetConnectionError(f"cannot reach the PastSet server at {where}: {err}")
+    hint = tls.hint(err)
+    return PastSetConnectionError(f"cannot reach the PastSet server at {where}: {err}" + (f"; {hint}" if hint else ""))

@@ -35,7 +35,7 @@ import Pyro5.errors
 import Pyro5.nameserver
 from Pyro5 import config as pyro_config
 
-from . import wire
+from . import tls, wire
 from .channel import ChannelServer, secret_matches
 from .element import Element, deadline
 from .errors import ConfigurationError, PastSetError, PastSetTypeError, PastSetValueError, RemoteError, XFunctionError
@@ -385,12 +385,13 @@ class Server:
         self.by_run: dict[str, SpaceService] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        tls.check_server()  # a clear error for bad PYRO_SSL_* settings, before anything listens
         self.daemon = _Daemon(self, host, port)
         sockname = self.daemon.sock.getsockname()
         self.host = host
         self.port = int(sockname[1])
         self.channel: ChannelServer | None = None
-        if not pyro_config.SSL:
+        if not tls.enabled():
             self.channel = ChannelServer(host, secret, self._space_call, self.connection_closed, deadtime)
         if on_demand:
             uri = self.daemon.register(FactoryService(self), FACTORY)

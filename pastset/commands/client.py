@@ -7,6 +7,7 @@ import os
 import signal
 import sys
 
+from .. import tls
 from ..errors import PastSetError
 from ..proc import die_with_parent, watch_lifeline
 from ..settings import Settings, configure_logging
@@ -36,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     if options.lifeline:
         die_with_parent()
     try:
+        tls.check_client()
         worker = Worker(settings)
     except PastSetError as err:
         sys.stderr.write(f"pypsclient: {err}\n")

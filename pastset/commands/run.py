@@ -9,6 +9,7 @@ import signal
 import sys
 from collections.abc import Callable
 
+from .. import tls
 from ..errors import PastSetError
 from ..launch import Run
 from ..runs import forget_run, record_run
@@ -53,6 +54,7 @@ def execute(
     ``started`` is called with the run once its clients are up, before the app starts.
     """
     try:
+        tls.check_client()
         run = Run(settings, app, args)
     except PastSetError as err:  # bad app, hosts file or settings: nothing started yet
         sys.stderr.write(f"{prog}: {err}\n")

@@ -17,6 +17,8 @@ import threading
 
 from Pyro5 import config as pyro_config
 
+from .. import tls
+from ..errors import ConfigurationError
 from ..proc import die_with_parent, watch_lifeline
 from ..server import Server
 from ..settings import Settings, configure_logging
@@ -64,6 +66,11 @@ def main(argv: list[str] | None = None, prog: str = "pypsserver", scheduler: boo
     _raise_file_limit()
     threading.stack_size(1 << 20)
     port = pyro_config.NS_PORT if options.port is None else options.port
+    try:
+        tls.check_server()
+    except ConfigurationError as err:
+        sys.stderr.write(f"{prog}: {err}\n")
+        return 1
     try:
         server = Server(
             options.host,
