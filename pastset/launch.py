@@ -32,7 +32,8 @@ from typing import Any
 
 import Pyro5.errors
 
-from . import tls
+from . import __version__, tls
+from .deploy import deployed_python
 from .errors import AppNotFoundError, PastSetConnectionError, PastSetError
 from .hosts import assign_clients, read_hosts_file
 from .naming import scheduler_name
@@ -72,8 +73,9 @@ def find_app(app: str, psbin: list[str]) -> Path:
 def remote_command(settings: Settings, role: str, *args: str) -> str:
     """The shell command that starts a pastset ``role`` on another host.
 
-    Unless PSPYTHON is set, the same interpreter path as here is tried first
-    (clusters usually share home directories and software), then ``python3``.
+    Unless PSPYTHON is set, the environment pypsdeploy made there for this
+    pastset version is used if it exists, else the same interpreter path as
+    here (clusters usually share home directories and software), else ``python3``.
     """
     tail = " ".join(shlex.quote(a) for a in ("-m", "pastset.commands.remote", role, *args))
     cd = f"cd {shlex.quote(os.getcwd())} 2>/dev/null || cd"
@@ -82,7 +84,9 @@ def remote_command(settings: Settings, role: str, *args: str) -> str:
         cd += "; " + " ".join(f"{k}={shlex.quote(v)}" for k, v in paths.items()) + "; export " + " ".join(paths)
     if settings.sources.get("PSPYTHON", "default") != "default":
         return f"{cd}; exec {settings.PSPYTHON} {tail}"
-    return f'{cd}; p={shlex.quote(sys.executable)}; [ -x "$p" ] || p=python3; exec "$p" {tail}'
+    here = shlex.quote(sys.executable)
+    deployed = deployed_python(__version__)
+    return f'{cd}; p={deployed}; [ -x "$p" ] || p={here}; [ -x "$p" ] || p=python3; exec "$p" {tail}'
 
 
 def _package_path_env(env: dict[str, str]) -> dict[str, str]:
@@ -401,5 +405,5 @@ def _hint(code: int | None, last: str) -> str:
     if code == 127 or "not found" in last:
         return f" ({last}): is Python 3 installed there? set PSPYTHON to its path"
     if "No module named" in last:
-        return f" ({last}): install pastset on that host, or set PSPYTHON to a Python that has it"
+        return f" ({last}): install pastset on that host (pypsdeploy does), or set PSPYTHON to a Python that has it"
     return f" ({last})" if last else ""
