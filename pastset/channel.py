@@ -9,6 +9,11 @@ the element and the codec together.  The channel carries the same bytes with
 nothing but a 4-byte length in front, so a call costs one ``sendall`` and one
 buffered read at each end.
 
+A frame is a 6-byte header (body length, number of out-of-band buffers), one
+8-byte length per buffer, the body, then the buffers: large NumPy arrays travel
+beside the body (:func:`pastset.wire.encode_parts`), sent straight from the
+array's memory and received into the memory the decoded array then uses.
+
 Pyro5 stays what finds things and runs everything else: the name server, the
 scheduler, control and monitoring.  A client asks the space (through Pyro5)
 where its channel listens, then opens one channel per thread.  The first frame
@@ -39,9 +44,12 @@ __all__ = ["Channel", "ChannelServer", "Connection", "keep_alive_socket", "secre
 
 log = logging.getLogger(__name__)
 
-HEADER = struct.Struct("!I")
-#: Largest frame accepted (a request or a reply); larger values are refused before sending.
+HEADER = struct.Struct("!IH")
+LENGTH = struct.Struct("!Q")
+#: Largest frame accepted (body and buffers together); larger values are refused before sending.
 MAX_FRAME = 2**31
+#: Most out-of-band buffers in one frame.
+MAX_BUFFERS = 4096
 #: Seconds a new connection has to present its handshake.
 HANDSHAKE_TIMEOUT = 10.0
 _SMALL = 65536
@@ -61,28 +69,52 @@ def keep_alive_socket(sock: socket.socket, seconds: float) -> None:
             sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, name), value)
 
 
-def _send(sock: socket.socket, payload: bytes) -> None:
-    if len(payload) < _SMALL:
-        sock.sendall(HEADER.pack(len(payload)) + payload)
-    else:  # no copy of a large payload just to put four bytes in front
-        sock.sendall(HEADER.pack(len(payload)))
-        sock.sendall(payload)
+def _send(sock: socket.socket, parts: list[bytes | memoryview]) -> None:
+    """Send one frame: ``parts[0]`` is the body, the rest its out-of-band buffers."""
+    body, buffers = parts[0], parts[1:]
+    head = HEADER.pack(len(body), len(buffers)) + b"".join(LENGTH.pack(len(b)) for b in buffers)
+    if len(body) < _SMALL and not buffers:
+        sock.sendall(head + body)
+        return
+    sock.sendall(head)
+    for part in parts:  # no copy of a large body or array just to put a header in front
+        sock.sendall(part)
 
 
-def _receive(rfile: Any, limit: int = MAX_FRAME) -> bytes | None:
-    """One frame of at most ``limit`` bytes from a buffered reader; None at a clean end of stream."""
-    header = rfile.read(HEADER.size)
-    if not header:
+def _receive(rfile: Any, limit: int = MAX_FRAME) -> tuple[bytes, list[bytearray]] | None:
+    """One frame of at most ``limit`` bytes: (body, buffers); None at a clean end of stream."""
+    head = rfile.read(HEADER.size)
+    if not head:
         return None
-    if len(header) < HEADER.size:
+    if len(head) < HEADER.size:
         raise ConnectionError("the stream ended inside a frame header")
-    (size,) = HEADER.unpack(header)
-    if size > limit:  # checked before reading: the reader allocates what the header claims
-        raise ConnectionError(f"a frame of {size} bytes is over the limit of {limit}")
-    payload: bytes = rfile.read(size)
-    if len(payload) < size:
+    size, count = HEADER.unpack(head)
+    if count > MAX_BUFFERS:
+        raise ConnectionError(f"a frame with {count} buffers is over the limit of {MAX_BUFFERS}")
+    table = rfile.read(LENGTH.size * count)
+    if len(table) < LENGTH.size * count:
+        raise ConnectionError("the stream ended inside a frame header")
+    lengths = [LENGTH.unpack_from(table, i * LENGTH.size)[0] for i in range(count)]
+    if size + sum(lengths) > limit:  # checked before reading: the reader allocates what the header claims
+        raise ConnectionError(f"a frame of {size + sum(lengths)} bytes is over the limit of {limit}")
+    body: bytes = rfile.read(size)
+    if len(body) < size:
         raise ConnectionError("the stream ended inside a frame")
-    return payload
+    buffers = []
+    for length in lengths:
+        buf = bytearray(length)
+        view, got = memoryview(buf), 0
+        while got < length:
+            n = rfile.readinto(view[got:])
+            if not n:
+                raise ConnectionError("the stream ended inside a frame")
+            got += n
+        buffers.append(buf)
+    return body, buffers
+
+
+#: How a server runs one request: (body, buffers) -> the reply's [body, buffer, ...].
+Serve = Callable[[bytes, list[bytearray]], list[bytes | memoryview]]
 
 
 class Connection:
@@ -108,16 +140,17 @@ class Connection:
 class ChannelServer:
     """Listens for channels next to a Pyro5 daemon and serves each in its own thread.
 
-    ``services`` maps a run name to the callable that runs one encoded request
-    (``SpaceService.call``); ``closed`` is told when a connection ends, so the
-    server can hand back its leases.
+    ``services`` maps a run name to the callable that runs one request, given
+    as body and out-of-band buffers, and returns the reply's parts
+    (``SpaceService.call_parts``); ``closed`` is told when a connection ends,
+    so the server can hand back its leases.
     """
 
     def __init__(
         self,
         host: str,
         secret: str,
-        services: Callable[[str], Callable[[bytes], bytes] | None],
+        services: Callable[[str], Serve | None],
         closed: Callable[[Connection], None],
         deadtime: float = 6.0,
     ) -> None:
@@ -154,10 +187,10 @@ class ChannelServer:
                 return
             Pyro5.callcontext.current_context.client = conn
             while True:
-                request = _receive(rfile)
-                if request is None:
+                frame = _receive(rfile)
+                if frame is None:
                     return
-                _send(sock, call(request))
+                _send(sock, call(*frame))
         except (OSError, ValueError) as err:
             log.debug("channel %r ended: %s", conn, err)
         finally:
@@ -170,11 +203,11 @@ class ChannelServer:
                 pass
             self._closed(conn)
 
-    def _handshake(self, sock: socket.socket, rfile: Any, conn: Connection) -> Callable[[bytes], bytes] | None:
+    def _handshake(self, sock: socket.socket, rfile: Any, conn: Connection) -> Serve | None:
         sock.settimeout(HANDSHAKE_TIMEOUT)
         try:
             frame = _receive(rfile, _SMALL)
-            hello = wire.decode(frame) if frame is not None else None
+            hello = wire.decode(frame[0]) if frame is not None else None
         except (wire.SerialisationError, ConnectionError, OSError, ValueError):
             hello = None
         sock.settimeout(None)
@@ -183,17 +216,17 @@ class ChannelServer:
             return None
         if not secret_matches(self.secret, hello.get("secret")):
             log.warning("refused a channel without the run's secret from %s", _peer(sock))
-            _send(sock, wire.encode((1, "this PastSet run needs its secret")))
+            _send(sock, [wire.encode((1, "this PastSet run needs its secret"))])
             return None
         run = hello.get("run")
         call = self._services(run) if isinstance(run, str) else None
         if call is None:
-            _send(sock, wire.encode((1, f"no PastSet named {run!r} on this server")))
+            _send(sock, [wire.encode((1, f"no PastSet named {run!r} on this server"))])
             return None
         task = hello.get("task")
         if isinstance(task, str):
             conn.pastset_task = task
-        _send(sock, wire.encode((0, "pastset")))
+        _send(sock, [wire.encode((0, "pastset"))])
         return call
 
     def close(self) -> None:
@@ -238,26 +271,33 @@ class Channel:
             self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             keep_alive_socket(self._sock, deadtime)
             self._rfile = self._sock.makefile("rb")
-            _send(self._sock, wire.encode({"secret": secret, "task": task, "run": run}))
+            _send(self._sock, [wire.encode({"secret": secret, "task": task, "run": run})])
             frame = _receive(self._rfile)
         except OSError as err:
             self.close()
             raise PastSetConnectionError(f"the PastSet channel at {where} failed: {err}") from None
-        reply = wire.decode(frame) if frame is not None else (1, "the server closed the channel")
+        reply = wire.decode(frame[0]) if frame is not None else (1, "the server closed the channel")
         if reply[0] != 0:
             self.close()
             raise PastSetConnectionError(f"the PastSet server at {where} refused the channel: {reply[1]}")
         self._sock.settimeout(None)
 
-    def call(self, request: bytes) -> bytes:
-        """Send one encoded request and wait for its reply; ConnectionError if the stream breaks."""
-        if len(request) > MAX_FRAME:
-            raise wire.SerialisationError(f"a request of {len(request)} bytes is over the limit of {MAX_FRAME}")
-        _send(self._sock, request)
+    def exchange(self, parts: list[bytes | memoryview]) -> tuple[bytes, list[bytearray]]:
+        """Send one request (body and buffers) and wait for the reply's; ConnectionError if the stream breaks."""
+        size = sum(len(part) for part in parts)
+        if size > MAX_FRAME or len(parts) > MAX_BUFFERS:
+            raise wire.SerialisationError(
+                f"a request of {size} bytes in {len(parts)} parts is over the limit of {MAX_FRAME} bytes"
+            )
+        _send(self._sock, parts)
         reply = _receive(self._rfile)
         if reply is None:
             raise ConnectionError("the server closed the connection")
         return reply
+
+    def call(self, request: bytes) -> bytes:
+        """One request already encoded in band, as with a Pyro5 proxy of the space; the reply's body."""
+        return self.exchange([request])[0]
 
     def close(self) -> None:
         """Close the connection; a call blocked in another thread then fails."""

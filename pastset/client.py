@@ -114,9 +114,13 @@ class PastSet:
         return made
 
     def _call(self, *message: Any) -> Any:
-        request = wire.encode(message)  # refuses unsendable values before anything is sent
+        link = self._link()
         try:
-            reply = wire.decode(self._link().call(request))
+            if isinstance(link, Channel):
+                parts = wire.encode_parts(message)  # refuses unsendable values before anything is sent
+                reply = wire.decode_parts(*link.exchange(parts))
+            else:
+                reply = wire.decode(link.call(wire.encode(message)))
         except (Pyro5.errors.CommunicationError, OSError) as err:
             self._local.link = None
             raise PastSetConnectionError(

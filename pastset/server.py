@@ -36,7 +36,7 @@ import Pyro5.nameserver
 from Pyro5 import config as pyro_config
 
 from . import tls, wire
-from .channel import ChannelServer, secret_matches
+from .channel import ChannelServer, Serve, secret_matches
 from .element import Element, deadline
 from .errors import ConfigurationError, PastSetError, PastSetTypeError, PastSetValueError, RemoteError, XFunctionError
 from .journal import Journal, journal_path
@@ -59,14 +59,18 @@ def _current_task() -> str | None:
     return getattr(_connection(), "pastset_task", None) or None
 
 
-def _error_reply(err: BaseException) -> bytes:
+def _error_reply(err: BaseException) -> tuple[int, str, str, str | None]:
     if isinstance(err, PastSetError):
-        name = type(err).__name__
-        remote = err.remote_traceback
-    else:
-        name = RemoteError.__name__
-        remote = "".join(traceback.format_exception(err))
-    return wire.encode((1, name, str(err), remote))
+        return 1, type(err).__name__, str(err), err.remote_traceback
+    return 1, RemoteError.__name__, str(err), "".join(traceback.format_exception(err))
+
+
+def _encoded(reply: tuple, encode: Callable[[Any], Any]) -> Any:
+    """``encode(reply)``, or an error reply if the result cannot cross the wire (an X-function's odd value)."""
+    try:
+        return encode(reply)
+    except wire.SerialisationError as err:
+        return encode(_error_reply(err))
 
 
 class _Gauge:
@@ -126,20 +130,25 @@ class SpaceService:
         }
 
     def call(self, request: bytes) -> bytes:
-        """Run one encoded operation and return the encoded reply."""
+        """Run one encoded operation and return the encoded reply (the Pyro5 entry)."""
         with self.calls:
-            return self._call(request)
+            return _encoded(self._call(request, None), wire.encode)
 
-    def _call(self, request: bytes) -> bytes:
+    def call_parts(self, body: bytes, buffers: list[bytearray]) -> list[bytes | memoryview]:
+        """The same with large arrays out of band (the direct channel's entry)."""
+        with self.calls:
+            return _encoded(self._call(body, buffers), wire.encode_parts)
+
+    def _call(self, request: bytes, buffers: list[bytearray] | None) -> tuple:
         try:
             if not isinstance(request, bytes):
                 raise wire.SerialisationError(
                     "requests must be bytes sent with Pyro5's msgpack serializer; use pastset.PastSet"
                 )
-            message = wire.decode(request)
+            message = wire.decode(request) if buffers is None else wire.decode_parts(request, buffers)
             if not isinstance(message, tuple) or not message or message[0] not in self._ops:
                 raise wire.SerialisationError(f"unknown request {message!r:.80}")
-            return wire.encode((0, self._ops[message[0]](*message[1:])))
+            return 0, self._ops[message[0]](*message[1:])
         except PastSetError as err:
             return _error_reply(err)
         except TypeError as err:  # wrong arity from a mismatched client
@@ -439,9 +448,9 @@ class Server:
             log.info("serving run %s%s at %s", run, " with scheduler" if sched else "", self.address)
             return space
 
-    def _space_call(self, run: str) -> Callable[[bytes], bytes] | None:
+    def _space_call(self, run: str) -> Serve | None:
         service = self.by_run.get(run)
-        return service.call if service is not None else None
+        return service.call_parts if service is not None else None
 
     def serve(self) -> None:
         """Serve requests in this thread until :meth:`stop`."""

@@ -7,6 +7,12 @@ tuples (nested ones too), templates keep their Python type objects, sets, comple
 numbers, big integers and NumPy arrays survive.  NumPy arrays travel as their raw
 buffer (``tobytes``/``frombuffer``), never element by element.
 
+:func:`encode_parts` / :func:`decode_parts` are the same codec with large arrays
+*out of band*: the message body refers to them by number and their memory
+travels beside it, so a transport that can send several buffers (the direct
+channel, :mod:`pastset.channel`) never copies a large array into the message
+nor out of it again.
+
 Nothing here ever unpickles: a type object is sent by name and looked up in a
 fixed table, so bytes from the network can only ever produce plain data.
 Anything the codec does not know is refused on the sending side with a
@@ -29,9 +35,12 @@ try:  # NumPy is optional; arrays are supported when it is installed.
 except ImportError:  # pragma: no cover - exercised only without numpy
     _np = None
 
-__all__ = ["SUPPORTED", "decode", "encode"]
+__all__ = ["OUT_OF_BAND", "SUPPORTED", "decode", "decode_parts", "encode", "encode_parts"]
 
-_TUPLE, _TYPE, _COMPLEX, _SET, _FROZENSET, _NDARRAY, _BIGINT = range(1, 8)
+_TUPLE, _TYPE, _COMPLEX, _SET, _FROZENSET, _NDARRAY, _BIGINT, _NDARRAY_OOB = range(1, 9)
+
+#: Arrays of at least this many bytes go out of band with :func:`encode_parts`.
+OUT_OF_BAND = 32 * 1024
 
 _TYPES: dict[str, type] = {
     t.__name__: t for t in (int, float, complex, str, bytes, bytearray, bool, tuple, list, dict, set, frozenset, object)
@@ -88,6 +97,10 @@ def _default(obj: Any) -> Any:
                 )
             arr = _np.ascontiguousarray(obj)
             buf = memoryview(arr).cast("B") if arr.size else b""  # type: ignore[arg-type]
+            beside = getattr(_local, "oob", None)
+            if beside is not None and arr.nbytes >= OUT_OF_BAND:
+                beside.append(buf)
+                return msgpack.ExtType(_NDARRAY_OOB, _pack([arr.dtype.str, list(arr.shape), len(beside) - 1]))
             return msgpack.ExtType(_NDARRAY, _pack([arr.dtype.str, list(arr.shape), buf]))
         if isinstance(obj, _np.generic):
             return obj.item()
@@ -148,9 +161,37 @@ def encode(obj: Any) -> bytes:
     except SerialisationError:
         raise
     except OverflowError:
+        beside = getattr(_local, "oob", None)
+        if beside is not None:
+            beside.clear()  # the first attempt's arrays; packed again below
         return _pack(_bigints(obj))
     except (TypeError, ValueError) as err:
         raise SerialisationError(f"cannot encode value for the PastSet server: {err}") from err
+
+
+def encode_parts(obj: Any) -> list[bytes | memoryview]:
+    """Encode ``obj`` as ``[body, buffer, ...]``: arrays of OUT_OF_BAND bytes or more ride beside the body.
+
+    The buffers are views of the arrays' own memory (nothing is copied); send
+    them before the arrays change.
+    """
+    beside: list[bytes | memoryview] = []
+    _local.oob = beside
+    try:
+        body = encode(obj)
+    finally:
+        _local.oob = None
+    return [body, *beside]
+
+
+def decode_parts(body: bytes, buffers: list[Any]) -> Any:
+    """Decode what :func:`encode_parts` made; arrays are views of ``buffers`` (writable if they are)."""
+    saved = getattr(_local, "buffers", None)
+    _local.buffers = buffers
+    try:
+        return decode(body)
+    finally:
+        _local.buffers = saved
 
 
 def _ext(code: int, data: bytes) -> Any:
@@ -181,6 +222,17 @@ def _ext(code: int, data: bytes) -> Any:
         if dt.hasobject:
             raise SerialisationError("refusing a NumPy array of Python objects from the network")
         return _np.frombuffer(buf, dtype=dt).reshape(shape).copy()
+    if code == _NDARRAY_OOB:
+        if _np is None:
+            raise SerialisationError("received a NumPy array, but NumPy is not installed on this side")
+        dtype, shape, number = _unpack(data)
+        buffers = getattr(_local, "buffers", None) or []
+        if not isinstance(number, int) or not 0 <= number < len(buffers):
+            raise SerialisationError("a message refers to an array buffer that did not come with it")
+        dt = _np.dtype(dtype)
+        if dt.hasobject:
+            raise SerialisationError("refusing a NumPy array of Python objects from the network")
+        return _np.frombuffer(buffers[number], dtype=dt).reshape(shape)
     raise SerialisationError(f"received an unknown value kind ({code}); are both sides the same pastset version?")
 
 

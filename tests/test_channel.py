@@ -71,7 +71,7 @@ def test_the_channel_needs_the_run_s_secret(tmp_path):
         # a raw request without any handshake is never served
         with socket.create_connection((host, port), timeout=5) as sock:
             request = encode(("ping",))
-            sock.sendall(struct.pack("!I", len(request)) + request)
+            sock.sendall(struct.pack("!IH", len(request), 0) + request)
             sock.settimeout(5)
             assert sock.recv(100) == b""  # closed without an answer
         good = Channel(host, port, srv.run, "chan-secret", "", 6.0)
@@ -85,7 +85,7 @@ def test_an_oversized_frame_header_is_refused_without_allocating_it(server):
     pset = pastset.PastSet()
     host, port = pset._channel
     with socket.create_connection((host, port), timeout=5) as sock:
-        sock.sendall(struct.pack("!I", 2**31 - 1))  # claims 2 GiB for the handshake
+        sock.sendall(struct.pack("!IH", 2**31 - 1, 0))  # claims 2 GiB for the handshake
         sock.settimeout(5)
         assert sock.recv(100) == b""
     e = pset.enter(("still", int))

@@ -216,13 +216,15 @@ def test_random_and_truncated_messages_do_not_hurt_the_server(server):
         if kind == 0:
             payload = rng.randbytes(rng.randrange(1, 300))
         elif kind == 1:
-            payload = struct.pack("!I", rng.randrange(0, 2**32))[: rng.randrange(1, 5)]
+            payload = struct.pack("!IH", rng.randrange(0, 2**32), rng.randrange(0, 2**16))[: rng.randrange(1, 7)]
         elif kind == 2:
             body = rng.randbytes(rng.randrange(0, 60))
-            payload = struct.pack("!I", max(0, len(body) + rng.randrange(-5, 50))) + body
+            count = rng.choice([0, 0, 1, 3, 5000])
+            table = b"".join(struct.pack("!Q", rng.randrange(0, 2**40)) for _ in range(min(count, 4)))
+            payload = struct.pack("!IH", max(0, len(body) + rng.randrange(-5, 50)), count) + table + body
         else:
             hello = encode({"secret": rng.randbytes(8).hex(), "run": rng.choice([server.run, "x"]), "task": 7})
-            payload = struct.pack("!I", len(hello)) + hello + rng.randbytes(rng.randrange(0, 40))
+            payload = struct.pack("!IH", len(hello), 0) + hello + rng.randbytes(rng.randrange(0, 40))
         _send(channel, payload)
     # requests that pass the transport (Pyro5 and the channel) but carry garbage for pastset
     for raw in (proxy(pset._uri, pset._secret), pset._link()):

@@ -57,6 +57,12 @@ def test_numpy_array_crosses_whole(server):
     e.move(("m", arr))
     back = e.observe()[1]
     assert back.dtype == arr.dtype and np.array_equal(back, arr)
+    big = np.random.default_rng(2).random((512, 256))  # 1 MiB: out of band on the channel
+    e.move(("big", big))
+    again = e.observe(1)[1]
+    assert again.shape == big.shape and np.array_equal(again, big)
+    again[0, 0] = -1.0  # the caller's own copy: writable, and the stored tuple is unchanged
+    assert np.array_equal(e.observe(1)[1], big)
 
 
 def test_blocked_observer_does_not_hold_up_others(server):
@@ -68,7 +74,7 @@ def test_blocked_observer_does_not_hold_up_others(server):
     def block() -> None:
         try:
             waiting.observe()
-        except pastset.RunEndedError:
+        except pastset.PastSetConnectionError:  # the run ended (or was ending) at teardown
             result.append("ended")
 
     threads = [threading.Thread(target=block, daemon=True) for _ in range(5)]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from pastset.errors import SerialisationError
-from pastset.wire import decode, encode
+from pastset.wire import OUT_OF_BAND, decode, decode_parts, encode, encode_parts
 
 VALUES = [
     None,
@@ -99,3 +99,46 @@ def test_unknown_type_name_from_the_network_is_refused():
     data = msgpack.packb(msgpack.ExtType(2, b"os.system"))
     with pytest.raises(SerialisationError, match="os.system"):
         decode(data)
+
+
+def _as_received(parts: list) -> tuple[bytes, list[bytearray]]:
+    """What the channel hands the decoder: the body, and each buffer in memory of its own."""
+    return bytes(parts[0]), [bytearray(part) for part in parts[1:]]
+
+
+def test_large_arrays_travel_beside_the_body_and_small_ones_inside():
+    big = np.arange(OUT_OF_BAND // 4 + 10, dtype=np.float64).reshape(-1, 2)
+    small = np.arange(10, dtype=np.int32)
+    message = ("move", 3, ("m", big, small, [big[:, 0]]), None)
+    parts = encode_parts(message)
+    assert len(parts) == 3  # body + the two large arrays (big, and its strided column copied contiguous)
+    assert len(parts[0]) < 2000, "a large array's bytes are not in the body"
+    assert bytes(parts[1]) == big.tobytes()
+    back = decode_parts(*_as_received(parts))
+    assert back[:2] == ("move", 3) and back[3] is None
+    _, got_big, got_small, [column] = back[2]
+    assert got_big.dtype == big.dtype and got_big.shape == big.shape and np.array_equal(got_big, big)
+    assert np.array_equal(got_small, small) and np.array_equal(column, big[:, 0])
+    got_big[0, 0] = -1.0  # a received array is the receiver's own, writable
+    assert big[0, 0] == 0.0
+    assert decode(encode(message))[2][1].shape == big.shape  # the in-band form still works
+
+
+def test_out_of_band_references_must_match_their_buffers():
+    big = np.zeros(OUT_OF_BAND, dtype=np.uint8)
+    body, *buffers = encode_parts((big,))
+    with pytest.raises(SerialisationError, match="did not come with it"):
+        decode_parts(body, [])
+    with pytest.raises(SerialisationError, match="did not come with it"):
+        decode(body)  # an in-band decoder has no buffers at all
+    with pytest.raises(SerialisationError):
+        decode_parts(body, [bytearray(7)])  # the wrong size for the dtype and shape
+    assert decode_parts(body, [bytearray(buffers[0])])[0].nbytes == OUT_OF_BAND
+
+
+def test_encode_parts_of_a_big_integer_retry_keeps_one_buffer_per_array():
+    big = np.ones(OUT_OF_BAND, dtype=np.uint8)
+    parts = encode_parts((2**100, big))  # the first attempt overflows and is packed again
+    assert len(parts) == 2
+    value, arr = decode_parts(*_as_received(parts))
+    assert value == 2**100 and arr.sum() == OUT_OF_BAND
