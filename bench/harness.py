@@ -201,10 +201,11 @@ class Service:
         return int(self.address.rpartition(":")[2])
 
 
-def start_pastset(procs: Processes, run: str = "bench") -> Service:
-    """A standalone PastSet server hosting ``run`` on a free loopback port."""
+def start_pastset(procs: Processes, run: str = "bench", **settings: str) -> Service:
+    """A standalone PastSet server hosting ``run`` on a free loopback port (``settings``: PS* for it)."""
     argv = [sys.executable, "-m", "pastset.commands.server", "--run", run, "--host", HOST, "--port", "0", "--ready"]
-    proc = procs.start("pastset-server", argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=clean_env())
+    env = clean_env(**settings)
+    proc = procs.start("pastset-server", argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
     line = read_line(proc.stdout, 30, "pastset server")
     if not line.startswith("READY "):
         raise RuntimeError(f"pastset server said {line!r} instead of READY host:port")

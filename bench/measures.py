@@ -813,6 +813,69 @@ def _cpu_split(pid: int) -> tuple[float, float]:
     return int(fields[11]) / tick, int(fields[12]) / tick
 
 
+# ----------------------------------------------------------------------------- J
+def journal_cost(b: Bench) -> None:
+    """The price of PSJOURNAL: move+observe pairs on a plain server, a journaling one, and one that fsyncs.
+
+    Redis with its append-only file (``appendfsync always``) is the reference for the fsync case.
+    """
+    import pastset
+
+    s = b.sizes
+    journal_dir = b.procs.tempdir("pastset-bench-journal-")
+    plain = b.pset().enter(("bench-j", int, float))
+    servers = {
+        "journal": start_pastset(b.procs, RUN, PSJOURNAL=f"{journal_dir}/write"),
+        "journal+fsync": start_pastset(b.procs, RUN, PSJOURNAL=f"{journal_dir}/fsync", PSJOURNALSYNC="yes"),
+    }
+    elements = {"plain": plain}
+    for name, server in servers.items():
+        elements[name] = pastset.PastSet(run=RUN, ns=server.address).enter(("bench-j", int, float))
+    r = b.redis_client()
+    r.config_set("appendonly", "yes")
+    r.config_set("appendfsync", "always")
+
+    def pair(element: Any) -> None:
+        element.move(SMALL)
+        element.observe()
+
+    def redis_pair() -> None:
+        r.rpush("j", msgpack.packb(SMALL))
+        r.blpop(["j"])
+
+    fns: dict[str, Callable[[], None]] = {name: partial(pair, e) for name, e in elements.items()}
+    fns["redis-aof-always"] = redis_pair
+    pairs = max(50, s.p1_pairs // 5)
+    cpu = b.placements()[0][1]
+    pids = [*b.server_pids(), *(srv.pid for srv in servers.values())]
+    with placed(cpu, cpu, pids):
+        for fn in fns.values():
+            _warm(fn)
+        got = interleave({k: (lambda fn=fn: median_us(fn, pairs)) for k, fn in fns.items()}, s.rounds)
+    r.config_set("appendonly", "no")
+    r.close()
+    m = {k: median(v) for k, v in got.items()}
+    b.rows += [
+        Row("J", "move+observe pair, journal off (PSJOURNAL unset); one core", fmt_us(m["plain"]), "", None),
+        Row(
+            "J",
+            "  with PSJOURNAL (write(2) of every change before the reply)",
+            fmt_us(m["journal"]),
+            f"journal off {fmt_us(m['plain'])}",
+            m["journal"] / m["plain"],
+        ),
+        Row(
+            "J",
+            "  with PSJOURNAL and PSJOURNALSYNC=yes (fsync of every change)",
+            fmt_us(m["journal+fsync"]),
+            f"Redis AOF appendfsync always {fmt_us(m['redis-aof-always'])}",
+            m["journal+fsync"] / m["redis-aof-always"],
+        ),
+    ]
+    for server in servers.values():
+        b.procs.stop(server.proc)
+
+
 MEASURES: dict[str, Callable[[Bench], None]] = {
     "P1": p1_pair,
     "P2": p2_bulk,
@@ -821,4 +884,5 @@ MEASURES: dict[str, Callable[[Bench], None]] = {
     "P5": p5_memory,
     "P6": p6_pypsrun,
     "P7": p7_clients,
+    "J": journal_cost,
 }
