@@ -205,12 +205,12 @@ def hot_costs(count: int) -> Hot:
         wire.encode((0, SMALL))
 
     def server_call() -> None:
-        service.call(move_req)
-        service.call(obs_req)
+        service.call_parts(move_req, [])
+        service.call_parts(obs_req, [])
 
     def server_call_nogauge() -> None:
-        service._call(move_req)
-        service._call(obs_req)
+        wire.encode_parts(service._call(move_req, []))
+        wire.encode_parts(service._call(obs_req, []))
 
     def element_only() -> None:
         element.move(SMALL)
@@ -220,6 +220,8 @@ def hot_costs(count: int) -> Hot:
     array = np.arange(1 << 17, dtype=np.float64)
     ints_msg = wire.encode(("move", eid, ints, None))
     array_msg = wire.encode(("move", eid, (array,), None))
+    array_body, *array_buffers = wire.encode_parts(("move", eid, (array,), None))
+    array_received = [bytearray(b) for b in array_buffers]
     packed_ints = msgpack.packb(ints)
     rows: Hot = []
     for label, fn, n in (
@@ -235,8 +237,18 @@ def hot_costs(count: int) -> Hot:
             lambda: msgpack.unpackb(msgpack.packb(ints), use_list=False),
             2000,
         ),
-        ("P3: wire.encode of a move of the 1 MiB array", lambda: wire.encode(("move", eid, (array,), None)), 100),
+        (
+            "P3: wire.encode of a move of the 1 MiB array, in band (Pyro5)",
+            lambda: wire.encode(("move", eid, (array,), None)),
+            100,
+        ),
         ("P3: wire.decode of it", lambda: wire.decode(array_msg), 100),
+        (
+            "P3: wire.encode_parts of it, out of band (the direct channel)",
+            lambda: wire.encode_parts(("move", eid, (array,), None)),
+            100,
+        ),
+        ("P3: wire.decode_parts of it", lambda: wire.decode_parts(array_body, array_received), 100),
         (
             "P3: array.tobytes() + np.frombuffer (the Redis client's work)",
             lambda: np.frombuffer(array.tobytes(), dtype=np.float64),

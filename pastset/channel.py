@@ -50,6 +50,7 @@ LENGTH = struct.Struct("!Q")
 MAX_FRAME = 2**31
 #: Most out-of-band buffers in one frame.
 MAX_BUFFERS = 4096
+_NO_BUFFERS = struct.Struct("!I2x")  # HEADER with a buffer count of 0, packed from the size alone
 #: Seconds a new connection has to present its handshake.
 HANDSHAKE_TIMEOUT = 10.0
 _SMALL = 65536
@@ -71,12 +72,16 @@ def keep_alive_socket(sock: socket.socket, seconds: float) -> None:
 
 def _send(sock: socket.socket, parts: list[bytes | memoryview]) -> None:
     """Send one frame: ``parts[0]`` is the body, the rest its out-of-band buffers."""
-    body, buffers = parts[0], parts[1:]
-    head = HEADER.pack(len(body), len(buffers)) + b"".join(LENGTH.pack(len(b)) for b in buffers)
-    if len(body) < _SMALL and not buffers:
-        sock.sendall(head + body)
+    body = parts[0]
+    if len(parts) == 1:  # the common case: no buffers
+        if len(body) < _SMALL:
+            sock.sendall(_NO_BUFFERS.pack(len(body)) + body)
+        else:
+            sock.sendall(_NO_BUFFERS.pack(len(body)))
+            sock.sendall(body)
         return
-    sock.sendall(head)
+    buffers = parts[1:]
+    sock.sendall(HEADER.pack(len(body), len(buffers)) + b"".join([LENGTH.pack(len(b)) for b in buffers]))
     for part in parts:  # no copy of a large body or array just to put a header in front
         sock.sendall(part)
 
@@ -89,6 +94,13 @@ def _receive(rfile: Any, limit: int = MAX_FRAME) -> tuple[bytes, list[bytearray]
     if len(head) < HEADER.size:
         raise ConnectionError("the stream ended inside a frame header")
     size, count = HEADER.unpack(head)
+    if not count:  # the common case: no buffers
+        if size > limit:
+            raise ConnectionError(f"a frame of {size} bytes is over the limit of {limit}")
+        body = rfile.read(size)
+        if len(body) < size:
+            raise ConnectionError("the stream ended inside a frame")
+        return body, []
     if count > MAX_BUFFERS:
         raise ConnectionError(f"a frame with {count} buffers is over the limit of {MAX_BUFFERS}")
     table = rfile.read(LENGTH.size * count)
@@ -97,7 +109,7 @@ def _receive(rfile: Any, limit: int = MAX_FRAME) -> tuple[bytes, list[bytearray]
     lengths = [LENGTH.unpack_from(table, i * LENGTH.size)[0] for i in range(count)]
     if size + sum(lengths) > limit:  # checked before reading: the reader allocates what the header claims
         raise ConnectionError(f"a frame of {size + sum(lengths)} bytes is over the limit of {limit}")
-    body: bytes = rfile.read(size)
+    body = rfile.read(size)
     if len(body) < size:
         raise ConnectionError("the stream ended inside a frame")
     buffers = []
@@ -284,7 +296,7 @@ class Channel:
 
     def exchange(self, parts: list[bytes | memoryview]) -> tuple[bytes, list[bytearray]]:
         """Send one request (body and buffers) and wait for the reply's; ConnectionError if the stream breaks."""
-        size = sum(len(part) for part in parts)
+        size = len(parts[0]) if len(parts) == 1 else sum(len(part) for part in parts)
         if size > MAX_FRAME or len(parts) > MAX_BUFFERS:
             raise wire.SerialisationError(
                 f"a request of {size} bytes in {len(parts)} parts is over the limit of {MAX_FRAME} bytes"
