@@ -22,6 +22,7 @@ Anything the codec does not know is refused on the sending side with a
 from __future__ import annotations
 
 import struct
+import sys
 import threading
 from typing import Any
 
@@ -29,11 +30,27 @@ import msgpack
 
 from .errors import SerialisationError
 
-_np: Any
-try:  # NumPy is optional; arrays are supported when it is installed.
-    import numpy as _np
-except ImportError:  # pragma: no cover - exercised only without numpy
-    _np = None
+
+def _numpy() -> Any:
+    """NumPy if this process has imported it, else None.
+
+    A value can only be a NumPy array if its program imported NumPy, so the
+    codec never imports it to send: starting a process (every spawned task
+    imports pastset) does not pay NumPy's import time.
+    """
+    return sys.modules.get("numpy")
+
+
+def _need_numpy() -> Any:
+    """NumPy, imported now, to rebuild an array or type that arrived; SerialisationError without it."""
+    try:
+        import numpy
+    except ImportError:  # pragma: no cover - exercised only without numpy
+        raise SerialisationError("received a NumPy array, but NumPy is not installed on this side") from None
+    _TYPES.setdefault("numpy.ndarray", numpy.ndarray)
+    _TYPE_NAMES.setdefault(numpy.ndarray, "numpy.ndarray")
+    return numpy
+
 
 __all__ = ["OUT_OF_BAND", "SUPPORTED", "decode", "decode_parts", "encode", "encode_parts"]
 
@@ -46,13 +63,11 @@ _TYPES: dict[str, type] = {
     t.__name__: t for t in (int, float, complex, str, bytes, bytearray, bool, tuple, list, dict, set, frozenset, object)
 }
 _TYPES["NoneType"] = type(None)
-if _np is not None:
-    _TYPES["numpy.ndarray"] = _np.ndarray
 _TYPE_NAMES = {t: name for name, t in _TYPES.items()}
 
 SUPPORTED = (
     "None, bool, int, float, complex, str, bytes, tuple, list, dict, set, frozenset, "
-    "the type objects " + ", ".join(sorted(_TYPES)) + (", NumPy arrays" if _np is not None else "")
+    "the type objects " + ", ".join(sorted(_TYPES)) + ", numpy.ndarray, and NumPy arrays (with NumPy installed)"
 )
 
 
@@ -76,6 +91,9 @@ def _default(obj: Any) -> Any:
         return msgpack.ExtType(_TUPLE, _pack(list(obj)))
     if isinstance(obj, type):
         name = _TYPE_NAMES.get(obj)
+        np = _numpy()
+        if name is None and np is not None and obj is np.ndarray:
+            name = "numpy.ndarray"
         if name is None:
             raise SerialisationError(
                 f"the type {obj.__module__}.{obj.__qualname__} cannot be sent (in a template, say); "
@@ -89,6 +107,7 @@ def _default(obj: Any) -> Any:
         return msgpack.ExtType(code, _pack(list(obj)))
     if isinstance(obj, _BigInt):
         return msgpack.ExtType(_BIGINT, str(obj.value).encode())
+    _np = _numpy()
     if _np is not None:
         if isinstance(obj, _np.ndarray):
             if obj.dtype.hasobject:
@@ -199,6 +218,8 @@ def _ext(code: int, data: bytes) -> Any:
         return tuple(_unpack(data))
     if code == _TYPE:
         name = data.decode()
+        if name == "numpy.ndarray":
+            return _need_numpy().ndarray
         try:
             return _TYPES[name]
         except KeyError:
@@ -215,16 +236,14 @@ def _ext(code: int, data: bytes) -> Any:
     if code == _BIGINT:
         return int(data)
     if code == _NDARRAY:
-        if _np is None:
-            raise SerialisationError("received a NumPy array, but NumPy is not installed on this side")
+        _np = _need_numpy()
         dtype, shape, buf = _unpack(data)
         dt = _np.dtype(dtype)
         if dt.hasobject:
             raise SerialisationError("refusing a NumPy array of Python objects from the network")
         return _np.frombuffer(buf, dtype=dt).reshape(shape).copy()
     if code == _NDARRAY_OOB:
-        if _np is None:
-            raise SerialisationError("received a NumPy array, but NumPy is not installed on this side")
+        _np = _need_numpy()
         dtype, shape, number = _unpack(data)
         buffers = getattr(_local, "buffers", None) or []
         if not isinstance(number, int) or not 0 <= number < len(buffers):
