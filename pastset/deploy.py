@@ -52,10 +52,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-import paramiko
-
 from .errors import PastSetError
-from .ssh import CONNECT_TIMEOUT, Connection, connect
+from .ssh import CONNECT_TIMEOUT, Connection, connect, paramiko
 from .wheelhouse import Wheelhouse
 
 __all__ = [

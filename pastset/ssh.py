@@ -29,11 +29,30 @@ import sys
 import threading
 from collections.abc import Mapping
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
-import paramiko
+if TYPE_CHECKING:
+    import paramiko
 
 from .errors import PastSetConnectionError
+
+
+class _Paramiko:
+    """paramiko, imported when first touched.
+
+    Importing paramiko (and the cryptography beneath it) costs tens of
+    milliseconds; a run on this machine alone never needs it, and every
+    pypsrun, pypsmanage and client would otherwise pay for it at start.
+    """
+
+    def __getattr__(self, name: str) -> Any:
+        import paramiko as loaded
+
+        return getattr(loaded, name)
+
+
+if not TYPE_CHECKING:
+    paramiko = _Paramiko()
 
 __all__ = ["ChannelProcess", "Connection", "RemoteProcess", "SshCommandProcess", "connect", "env_line"]
 
