@@ -329,7 +329,7 @@ def ablation(mode: str) -> None:
                     return wire.encode((0, None))
                 return wire.encode((0, element.observe()))
             if mode == "dispatch":
-                return service._call(request)
+                return wire.encode(service._call(request, None))
             return service.call(request)
 
     daemon = Pyro5.api.Daemon(host="127.0.0.1", port=0)
