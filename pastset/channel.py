@@ -6,8 +6,10 @@ Pyro5, each such call also pays for Pyro5's message header, its msgpack
 serializer wrapping the bytes once more, the proxy and the daemon dispatch:
 measured here that was about 30 µs of a 110 µs move+observe pair, more than
 the element and the codec together.  The channel carries the same bytes with
-nothing but a 4-byte length in front, so a call costs one ``sendall`` and one
-buffered read at each end.
+nothing but a short header in front, so a call costs one ``sendall`` and one
+buffered read at each end.  The server's end, one event loop for all
+connections, is :mod:`pastset.channel_server`; this module holds the frames,
+the handshake check and the client's end.
 
 A frame is a 6-byte header (body length, number of out-of-band buffers), one
 8-byte length per buffer, the body, then the buffers: large NumPy arrays travel
@@ -31,16 +33,12 @@ import hmac
 import logging
 import socket
 import struct
-import threading
-from collections.abc import Callable
 from typing import Any
-
-import Pyro5.callcontext
 
 from . import wire
 from .errors import PastSetConnectionError
 
-__all__ = ["Channel", "ChannelServer", "Connection", "keep_alive_socket", "secret_matches"]
+__all__ = ["Channel", "keep_alive_socket", "parse_frame", "secret_matches", "send_frame", "small_frame"]
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +51,7 @@ MAX_BUFFERS = 4096
 _NO_BUFFERS = struct.Struct("!I2x")  # HEADER with a buffer count of 0, packed from the size alone
 #: Seconds a new connection has to present its handshake.
 HANDSHAKE_TIMEOUT = 10.0
-_SMALL = 65536
+SMALL = 65536
 
 
 def secret_matches(secret: str, offered: object) -> bool:
@@ -70,11 +68,11 @@ def keep_alive_socket(sock: socket.socket, seconds: float) -> None:
             sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, name), value)
 
 
-def _send(sock: socket.socket, parts: list[bytes | memoryview]) -> None:
+def send_frame(sock: socket.socket, parts: list[bytes | memoryview]) -> None:
     """Send one frame: ``parts[0]`` is the body, the rest its out-of-band buffers."""
     body = parts[0]
     if len(parts) == 1:  # the common case: no buffers
-        if len(body) < _SMALL:
+        if len(body) < SMALL:
             sock.sendall(_NO_BUFFERS.pack(len(body)) + body)
         else:
             sock.sendall(_NO_BUFFERS.pack(len(body)))
@@ -84,6 +82,40 @@ def _send(sock: socket.socket, parts: list[bytes | memoryview]) -> None:
     sock.sendall(HEADER.pack(len(body), len(buffers)) + b"".join([LENGTH.pack(len(b)) for b in buffers]))
     for part in parts:  # no copy of a large body or array just to put a header in front
         sock.sendall(part)
+
+
+def small_frame(body: bytes | memoryview) -> bytes:
+    """A whole frame, as bytes, for a body without buffers."""
+    return _NO_BUFFERS.pack(len(body)) + body
+
+
+def parse_frame(inbox: bytearray, limit: int = MAX_FRAME) -> tuple[bytes, list[bytearray]] | None:
+    """Take one complete frame off the front of ``inbox``: (body, buffers); None if it is not all there yet.
+
+    Raises ConnectionError for a frame that breaks the limits, before waiting for its bytes.
+    """
+    have = len(inbox)
+    if have < HEADER.size:
+        return None
+    size, count = HEADER.unpack_from(inbox)
+    if count > MAX_BUFFERS:
+        raise ConnectionError(f"a frame with {count} buffers is over the limit of {MAX_BUFFERS}")
+    start = HEADER.size + LENGTH.size * count
+    if have < start:
+        return None
+    lengths = [LENGTH.unpack_from(inbox, HEADER.size + i * LENGTH.size)[0] for i in range(count)]
+    total = size + sum(lengths)
+    if total > limit:
+        raise ConnectionError(f"a frame of {total} bytes is over the limit of {limit}")
+    if have < start + total:
+        return None
+    body = bytes(inbox[start : start + size])
+    buffers, offset = [], start + size
+    for length in lengths:
+        buffers.append(inbox[offset : offset + length])
+        offset += length
+    del inbox[:offset]
+    return body, buffers
 
 
 def _receive(rfile: Any, limit: int = MAX_FRAME) -> tuple[bytes, list[bytearray]] | None:
@@ -125,146 +157,6 @@ def _receive(rfile: Any, limit: int = MAX_FRAME) -> tuple[bytes, list[bytearray]
     return body, buffers
 
 
-#: How a server runs one request: (body, buffers) -> the reply's [body, buffer, ...].
-Serve = Callable[[bytes, list[bytearray]], list[bytes | memoryview]]
-
-
-class Connection:
-    """What the server knows of one channel connection.
-
-    It stands where Pyro5's connection object stands during a call
-    (``Pyro5.callcontext.current_context.client``), so the task id and the
-    leases held by the connection are found the same way on both transports.
-    """
-
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-        self.pastset_task = ""
-        self.pastset_leases: list[Any] = []
-
-    def __repr__(self) -> str:
-        try:
-            return f"<channel connection from {self.sock.getpeername()}>"
-        except OSError:
-            return "<channel connection (closed)>"
-
-
-class ChannelServer:
-    """Listens for channels next to a Pyro5 daemon and serves each in its own thread.
-
-    ``services`` maps a run name to the callable that runs one request, given
-    as body and out-of-band buffers, and returns the reply's parts
-    (``SpaceService.call_parts``); ``closed`` is told when a connection ends,
-    so the server can hand back its leases.
-    """
-
-    def __init__(
-        self,
-        host: str,
-        secret: str,
-        services: Callable[[str], Serve | None],
-        closed: Callable[[Connection], None],
-        deadtime: float = 6.0,
-    ) -> None:
-        self.secret = secret
-        self._services = services
-        self._closed = closed
-        self._deadtime = deadtime
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self._sock = socket.create_server((host, 0), family=family, backlog=1024)
-        self.port = int(self._sock.getsockname()[1])
-        self._open: set[socket.socket] = set()
-        self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._accept, name="channel-accept", daemon=True)
-        self._thread.start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                sock, _ = self._sock.accept()
-            except OSError:
-                return  # closed
-            with self._lock:
-                self._open.add(sock)
-            threading.Thread(target=self._serve, args=(sock,), name="channel", daemon=True).start()
-
-    def _serve(self, sock: socket.socket) -> None:
-        conn = Connection(sock)
-        try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            keep_alive_socket(sock, self._deadtime)
-            rfile = sock.makefile("rb")
-            call = self._handshake(sock, rfile, conn)
-            if call is None:
-                return
-            Pyro5.callcontext.current_context.client = conn
-            while True:
-                frame = _receive(rfile)
-                if frame is None:
-                    return
-                _send(sock, call(*frame))
-        except (OSError, ValueError) as err:
-            log.debug("channel %r ended: %s", conn, err)
-        finally:
-            Pyro5.callcontext.current_context.client = None
-            with self._lock:
-                self._open.discard(sock)
-            try:
-                sock.close()
-            except OSError:  # pragma: no cover
-                pass
-            self._closed(conn)
-
-    def _handshake(self, sock: socket.socket, rfile: Any, conn: Connection) -> Serve | None:
-        sock.settimeout(HANDSHAKE_TIMEOUT)
-        try:
-            frame = _receive(rfile, _SMALL)
-            hello = wire.decode(frame[0]) if frame is not None else None
-        except (wire.SerialisationError, ConnectionError, OSError, ValueError):
-            hello = None
-        sock.settimeout(None)
-        if not isinstance(hello, dict):
-            log.info("closed a channel from %s: no handshake", _peer(sock))
-            return None
-        if not secret_matches(self.secret, hello.get("secret")):
-            log.warning("refused a channel without the run's secret from %s", _peer(sock))
-            _send(sock, [wire.encode((1, "this PastSet run needs its secret"))])
-            return None
-        run = hello.get("run")
-        call = self._services(run) if isinstance(run, str) else None
-        if call is None:
-            _send(sock, [wire.encode((1, f"no PastSet named {run!r} on this server"))])
-            return None
-        task = hello.get("task")
-        if isinstance(task, str):
-            conn.pastset_task = task
-        _send(sock, [wire.encode((0, "pastset"))])
-        return call
-
-    def close(self) -> None:
-        """Stop accepting and end every open channel (their threads then finish)."""
-        try:
-            self._sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        self._sock.close()
-        with self._lock:
-            open_, self._open = list(self._open), set()
-        for sock in open_:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-
-def _peer(sock: socket.socket) -> str:
-    try:
-        host, port = sock.getpeername()[:2]
-        return f"{host}:{port}"
-    except OSError:
-        return "?"
-
-
 class Channel:
     """One client end of a channel: ``call(request) -> reply`` as with a Pyro5 proxy of the space.
 
@@ -283,7 +175,7 @@ class Channel:
             self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             keep_alive_socket(self._sock, deadtime)
             self._rfile = self._sock.makefile("rb")
-            _send(self._sock, [wire.encode({"secret": secret, "task": task, "run": run})])
+            send_frame(self._sock, [wire.encode({"secret": secret, "task": task, "run": run})])
             frame = _receive(self._rfile)
         except OSError as err:
             self.close()
@@ -301,7 +193,7 @@ class Channel:
             raise wire.SerialisationError(
                 f"a request of {size} bytes in {len(parts)} parts is over the limit of {MAX_FRAME} bytes"
             )
-        _send(self._sock, parts)
+        send_frame(self._sock, parts)
         reply = _receive(self._rfile)
         if reply is None:
             raise ConnectionError("the server closed the connection")

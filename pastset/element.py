@@ -224,6 +224,24 @@ class Element:
         # pyPastSet's private hook; subclasses named Element reach it by name mangling.
         self.set_entry(index, data)
 
+    def would_wait(self, moves: int = 0, index: int = -1) -> bool:
+        """True if an operation would block now: a move of ``moves`` tuples, else an observe of ``index``.
+
+        A negative ``index`` is an unindexed observe.  The answer holds only
+        while :attr:`lock` is held: the server checks and then acts under it, so
+        that what it runs in its event loop never waits.
+        """
+        with self.__cond:
+            if self.__ended is not None:
+                return False  # the operation raises at once
+            if moves:
+                if self.__movers:
+                    return True  # blocked moves go first
+                return bool(self.__delta and self.__delta > 0 and self.__last - self.__first + moves > self.__delta)
+            if index < 0:
+                return self.__first >= self.__last or self.__paused
+            return index >= self.__last
+
     # ------------------------------------------------------------ operations
     def move(self, data: Any) -> None:
         """Append ``data`` at index ``last``; block while delta leaves no room.

@@ -26,6 +26,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import Pyro5.api
@@ -36,7 +37,8 @@ import Pyro5.nameserver
 from Pyro5 import config as pyro_config
 
 from . import tls, wire
-from .channel import ChannelServer, Serve, secret_matches
+from .channel import secret_matches
+from .channel_server import ChannelServer, Serve
 from .element import Element, deadline
 from .errors import ConfigurationError, PastSetError, PastSetTypeError, PastSetValueError, RemoteError, XFunctionError
 from .journal import Journal, journal_path
@@ -71,6 +73,54 @@ def _encoded(reply: tuple, encode: Callable[[Any], Any]) -> Any:
         return encode(reply)
     except wire.SerialisationError as err:
         return encode(_error_reply(err))
+
+
+def _may_wait_move(eid: int, data: Any = None, timeout: Any = None) -> tuple[int, int, int]:
+    return eid, 1, -1
+
+
+def _may_wait_move_many(eid: int, tuples: Any = (), timeout: Any = None) -> tuple[int, int, int]:
+    return eid, max(1, len(tuples)), -1
+
+
+def _may_wait_observe(eid: int, index: Any = -1, timeout: Any = None) -> tuple[int, int, int]:
+    return eid, 0, index if isinstance(index, int) else -1
+
+
+def _may_wait_observe_many(eid: int, count: Any = 1, timeout: Any = None) -> tuple[int, int, int]:
+    return eid, 0, -1
+
+
+def _may_wait_ack(eid: int, result_eid: Any = None, result: Any = None, timeout: Any = None) -> tuple[int, int, int]:
+    if result_eid is None:
+        raise LookupError("an ack without a result never waits")
+    return result_eid, 1, -1
+
+
+#: For each operation that can block: (element, tuples moved, index observed) from its arguments.
+_MAY_WAIT: dict[str, Callable[..., tuple[int, int, int]]] = {
+    "move": _may_wait_move,
+    "move_many": _may_wait_move_many,
+    "observe": _may_wait_observe,
+    "observe_many": _may_wait_observe_many,
+    "ack": _may_wait_ack,
+}
+_WAITS = object()
+
+
+class _Held:
+    """An already acquired lock, released when the ``with`` block ends."""
+
+    __slots__ = ("_lock",)
+
+    def __init__(self, lock: Any) -> None:
+        self._lock = lock
+
+    def __enter__(self) -> None:
+        pass
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release()
 
 
 class _Gauge:
@@ -135,19 +185,78 @@ class SpaceService:
             return _encoded(self._call(request, None), wire.encode)
 
     def call_parts(self, body: bytes, buffers: list[bytearray]) -> list[bytes | memoryview]:
-        """The same with large arrays out of band (the direct channel's entry)."""
+        """The same with large arrays out of band: the reply as [body, buffer, ...]."""
         with self.calls:
             return _encoded(self._call(body, buffers), wire.encode_parts)
 
+    def try_parts(self, body: bytes, buffers: list[bytearray]) -> list[bytes | memoryview] | Callable[[], Any]:
+        """Run a request only if it completes without waiting (the direct channel's event loop).
+
+        Returns the reply's parts, or, for an operation that would block now (or
+        whose X-function might), a function that runs it to the end, to be called
+        in a thread of its own.  Checking and running happen under the element's
+        lock, so nothing run here ever waits.
+        """
+        with self.calls:
+            try:
+                message = self._parse(body, buffers)
+            except PastSetError as err:
+                return wire.encode_parts(_error_reply(err))
+            gate = self._gate(message)
+            if gate is _WAITS:
+                return partial(self._finish, message)
+            if gate is None:
+                return _encoded(self._run(message), wire.encode_parts)
+            with gate:  # the element's lock: would_wait said no, and nobody can change that now
+                return _encoded(self._run(message), wire.encode_parts)
+
+    def _finish(self, message: tuple) -> list[bytes | memoryview]:
+        with self.calls:
+            return _encoded(self._run(message), wire.encode_parts)
+
+    def _gate(self, message: tuple) -> Any:
+        """None if ``message`` never waits; _WAITS if it may; else the lock under which it will not."""
+        wait = _MAY_WAIT.get(message[0])
+        if wait is None:
+            return None
+        try:
+            target, moves, index = wait(*message[1:])
+            element = self.space.element(target)
+        except Exception:
+            return None  # a malformed request or a gone element: it fails at once, without waiting
+        if type(element) is not Element:
+            return _WAITS  # an X-function may wait inside its override: give it a thread
+        lock = element.lock
+        lock.acquire()
+        try:
+            waits = element.would_wait(moves, index)
+        except BaseException:
+            lock.release()
+            raise
+        if waits:
+            lock.release()
+            return _WAITS
+        return _Held(lock)
+
     def _call(self, request: bytes, buffers: list[bytearray] | None) -> tuple:
         try:
-            if not isinstance(request, bytes):
-                raise wire.SerialisationError(
-                    "requests must be bytes sent with Pyro5's msgpack serializer; use pastset.PastSet"
-                )
-            message = wire.decode(request) if buffers is None else wire.decode_parts(request, buffers)
-            if not isinstance(message, tuple) or not message or message[0] not in self._ops:
-                raise wire.SerialisationError(f"unknown request {message!r:.80}")
+            message = self._parse(request, buffers)
+        except PastSetError as err:
+            return _error_reply(err)
+        return self._run(message)
+
+    def _parse(self, request: bytes, buffers: list[bytearray] | None) -> tuple:
+        if not isinstance(request, bytes):
+            raise wire.SerialisationError(
+                "requests must be bytes sent with Pyro5's msgpack serializer; use pastset.PastSet"
+            )
+        message = wire.decode(request) if buffers is None else wire.decode_parts(request, buffers)
+        if not isinstance(message, tuple) or not message or message[0] not in self._ops:
+            raise wire.SerialisationError(f"unknown request {message!r:.80}")
+        return message
+
+    def _run(self, message: tuple) -> tuple:
+        try:
             return 0, self._ops[message[0]](*message[1:])
         except PastSetError as err:
             return _error_reply(err)
@@ -163,12 +272,12 @@ class SpaceService:
         return eid, self.space.element(eid).template(), eid in self.space.leased
 
     def _move(self, eid: int, data: Any, timeout: float | None = None) -> None:
-        self.space.moves += 1
         self._apply(eid, "move", data, timeout=timeout)
+        self.space.moves += 1
 
     def _observe(self, eid: int, index: int = -1, timeout: float | None = None) -> Any:
-        self.space.observes += 1
         data = self._apply(eid, "observe", index, timeout=timeout)
+        self.space.observes += 1
         if index < 0 and eid in self.space.leased:
             conn = _connection()
             if conn is not None:  # held until acknowledged; handed back if the connection dies
@@ -181,15 +290,15 @@ class SpaceService:
     def _move_many(self, eid: int, tuples: list[Any], timeout: float | None = None) -> None:
         if not isinstance(tuples, (list, tuple)):
             raise PastSetTypeError(f"move_many takes a list of tuples, got {type(tuples).__name__}")
-        self.space.moves += len(tuples)
         element = self.space.element(eid)
         if type(element) is Element:
             with deadline(timeout):
                 element.move_many(list(tuples))
-            return
-        with element.lock:  # an X-function sees each tuple, in order
-            for data in tuples:
-                self._apply(eid, "move", data, timeout=timeout)
+        else:
+            with element.lock:  # an X-function sees each tuple, in order
+                for data in tuples:
+                    self._apply(eid, "move", data, timeout=timeout)
+        self.space.moves += len(tuples)
 
     def _observe_many(self, eid: int, count: int, timeout: float | None = None) -> list[Any]:
         element = self.space.element(eid)
@@ -450,7 +559,7 @@ class Server:
 
     def _space_call(self, run: str) -> Serve | None:
         service = self.by_run.get(run)
-        return service.call_parts if service is not None else None
+        return service.try_parts if service is not None else None
 
     def serve(self) -> None:
         """Serve requests in this thread until :meth:`stop`."""
