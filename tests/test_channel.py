@@ -1,4 +1,4 @@
-"""The direct channel (pastset.channel) beside Pyro5: used by default, guarded like Pyro5, and safe to lose.
+"""The direct channel (pastset.channel, pastset.channel_server) beside Pyro5: used by default, guarded, in order.
 
 Each test talks to a real server process started by ``pypsscheduler --ready``.
 """
@@ -10,6 +10,7 @@ import struct
 import threading
 import time
 
+import numpy as np
 import pytest
 from conftest import start_server, stop_server
 
@@ -111,3 +112,64 @@ def test_a_blocked_observe_on_the_channel_learns_that_the_server_died(tmp_path):
     t.join(10)
     stop_server(srv)
     assert len(errors) == 1 and "lost the connection" in str(errors[0])
+
+
+def _raw_channel(pset: pastset.PastSet) -> socket.socket:
+    """A plain socket past the channel's handshake, to send frames by hand."""
+    host, port = pset._channel
+    sock = socket.create_connection((host, port), timeout=10)
+    hello = encode({"secret": pset._secret, "task": "", "run": pset._run})
+    sock.sendall(struct.pack("!IH", len(hello), 0) + hello)
+    assert _read_frame(sock) == (0, "pastset")
+    return sock
+
+
+def _read_frame(sock: socket.socket) -> object:
+    head = sock.recv(6, socket.MSG_WAITALL)
+    size, count = struct.unpack("!IH", head)
+    assert count == 0
+    return decode(sock.recv(size, socket.MSG_WAITALL)) if size else b""
+
+
+def test_requests_sent_back_to_back_are_answered_in_order_even_when_one_waits(server):
+    pset = pastset.PastSet()
+    empty = pset.enter(("later", int))
+    other = pset.enter(("now", int))
+    sock = _raw_channel(pset)
+    frames = [
+        encode(("move", other._eid, (1,), None)),
+        encode(("observe", empty._eid, -1, None)),  # waits until the move below, from another client
+        encode(("observe", other._eid, -1, None)),
+        encode(("ping",)),
+    ]
+    sock.sendall(b"".join(struct.pack("!IH", len(f), 0) + f for f in frames))
+    assert _read_frame(sock) == (0, None)
+    sock.settimeout(0.5)
+    with pytest.raises(TimeoutError):
+        sock.recv(1)  # nothing after the waiting observe may overtake it
+    sock.settimeout(10)
+    # meanwhile the server serves everyone else
+    other.move((5,))
+    empty.move((7,))
+    assert _read_frame(sock) == (0, (7,))
+    assert _read_frame(sock) == (0, (1,))
+    assert _read_frame(sock) == (0, pset._run)
+    assert other.observe() == (5,)
+    sock.close()
+
+
+def test_a_client_that_does_not_read_a_large_reply_holds_up_no_one(server):
+    pset = pastset.PastSet()
+    arrays = pset.enter(("arrays", np.ndarray))
+    arrays.move((np.ones(4 * 1024 * 1024),))  # 32 MiB: more than the socket buffers hold
+    sock = _raw_channel(pset)
+    for _ in range(3):  # three replies of 32 MiB that nobody reads
+        request = encode(("observe", arrays._eid, 0, None))
+        sock.sendall(struct.pack("!IH", len(request), 0) + request)
+    others = pset.enter(("others", int))
+    start = time.monotonic()
+    for i in range(100):
+        others.move((i,))
+        assert others.observe() == (i,)
+    assert time.monotonic() - start < 5
+    sock.close()
