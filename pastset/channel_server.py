@@ -103,6 +103,7 @@ class ChannelServer:
     def __init__(
         self,
         host: str,
+        port: int,
         secret: str,
         services: Callable[[str], Serve | None],
         closed: Callable[[Connection], None],
@@ -113,7 +114,7 @@ class ChannelServer:
         self._closed = closed
         self._deadtime = deadtime
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self._sock = socket.create_server((host, 0), family=family, backlog=1024)
+        self._sock = socket.create_server((host, port), family=family, backlog=1024)
         self._sock.setblocking(False)
         self.port = int(self._sock.getsockname()[1])
         self._selector = selectors.DefaultSelector()

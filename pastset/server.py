@@ -473,7 +473,8 @@ class Server:
     """A PastSet server process: name server plus spaces (and schedulers).
 
     Element operations also have a direct channel (:mod:`pastset.channel`) on a
-    port of its own next to the daemon's, unless Pyro5's TLS is on.
+    port of its own next to the daemon's (``channel``: "auto" for a free port,
+    a port number, or "off"), unless Pyro5's TLS is on.
     """
 
     def __init__(
@@ -486,6 +487,7 @@ class Server:
         deadtime: float = 6.0,
         journal_dir: str = "",
         journal_sync: bool = False,
+        channel: str = "auto",
     ) -> None:
         pyro_config.SERVERTYPE = "thread"
         if pyro_config.THREADPOOL_SIZE == 80:  # Pyro5's default: far too small for us
@@ -509,8 +511,9 @@ class Server:
         self.host = host
         self.port = int(sockname[1])
         self.channel: ChannelServer | None = None
-        if not tls.enabled():
-            self.channel = ChannelServer(host, secret, self._space_call, self.connection_closed, deadtime)
+        if channel != "off" and not tls.enabled():
+            port_ = 0 if channel == "auto" else int(channel)
+            self.channel = ChannelServer(host, port_, secret, self._space_call, self.connection_closed, deadtime)
         if on_demand:
             uri = self.daemon.register(FactoryService(self), FACTORY)
             self.daemon.nameserver.register(FACTORY, uri)

@@ -81,6 +81,13 @@ def _web(text: str) -> str:
     return text
 
 
+def _channel(text: str) -> str:
+    value = text.strip().lower() or "auto"
+    if value in ("auto", "off") or (value.isdigit() and 0 < int(value) < 65536):
+        return value
+    raise ValueError("must be auto, off or a TCP port number")
+
+
 def _ns(text: str) -> str:
     if text:
         host, _, port = text.rpartition(":")
@@ -108,6 +115,11 @@ SPEC: dict[str, tuple[Callable[[str], Any], str, str]] = {
     "PSPROGRESS": (_yes_no, "no", "pypsrun shows a live progress line on a terminal's stderr"),
     "PSWEB": (_web, "", "serve a status page: PORT or HOST:PORT (loopback unless a host is given)"),
     "PSDEADTIME": (_seconds, "6", "seconds without a heartbeat before a client counts as dead"),
+    "PSCHANNEL": (
+        _channel,
+        "auto",
+        "element operations' direct channel: auto (a free port), a fixed PORT, or off (all through Pyro5)",
+    ),
     "PSJOURNAL": (_text, "", "directory where the server journals every change, to recover after a crash"),
     "PSJOURNALSYNC": (_yes_no, "no", "fsync each journal record (survives power loss; much slower)"),
     "PSSECRET": (_text, "", "the run's secret (made by pypsrun, handed on privately; never shown)"),
@@ -138,6 +150,7 @@ class Settings:
     PSPROGRESS: bool = False
     PSWEB: str = ""
     PSDEADTIME: float = 6.0
+    PSCHANNEL: str = "auto"
     PSJOURNAL: str = ""
     PSJOURNALSYNC: bool = False
     PSSECRET: str = ""

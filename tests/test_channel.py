@@ -173,3 +173,27 @@ def test_a_client_that_does_not_read_a_large_reply_holds_up_no_one(server):
         assert others.observe() == (i,)
     assert time.monotonic() - start < 5
     sock.close()
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.parametrize("setting", ["off", "fixed"])
+def test_pschannel_fixes_the_port_or_turns_the_channel_off(tmp_path, monkeypatch, setting):
+    port = _free_port()
+    monkeypatch.setenv("PSCHANNEL", str(port) if setting == "fixed" else "off")
+    srv = start_server(tmp_path)
+    try:
+        pset = pastset.PastSet(run=srv.run, ns=srv.address)
+        if setting == "off":
+            assert pset._channel is None  # every operation goes through Pyro5
+        else:
+            assert pset._channel == ("127.0.0.1", port)
+        e = pset.enter(("either way", int))
+        e.move((3,))
+        assert e.observe() == (3,)
+    finally:
+        stop_server(srv)

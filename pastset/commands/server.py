@@ -81,10 +81,13 @@ def main(argv: list[str] | None = None, prog: str = "pypsserver", scheduler: boo
             deadtime=settings.PSDEADTIME,
             journal_dir=settings.PSJOURNAL,
             journal_sync=settings.PSJOURNALSYNC,
+            channel=settings.PSCHANNEL,
         )
     except OSError as err:
+        fixed = f" or on channel port {settings.PSCHANNEL}" if settings.PSCHANNEL.isdigit() else ""
         sys.stderr.write(
-            f"{prog}: cannot listen on {options.host}:{port}: {err.strerror}; choose another --port (or PYRO_NS_PORT)\n"
+            f"{prog}: cannot listen on {options.host}:{port}{fixed}: {err.strerror}; "
+            "choose another --port (or PYRO_NS_PORT)" + (" or PSCHANNEL" if fixed else "") + "\n"
         )
         return 1
     for run in options.run:
