@@ -242,7 +242,7 @@ def hot_costs(count: int) -> Hot:
             lambda: wire.encode(("move", eid, (array,), None)),
             100,
         ),
-        ("P3: wire.decode of it", lambda: wire.decode(array_msg), 100),
+        ("P3: wire.decode of that array move", lambda: wire.decode(array_msg), 100),
         (
             "P3: wire.encode_parts of it, out of band (the direct channel)",
             lambda: wire.encode_parts(("move", eid, (array,), None)),

@@ -94,26 +94,6 @@ def test_an_oversized_frame_header_is_refused_without_allocating_it(server):
     assert e.observe() == (7,)
 
 
-def test_a_blocked_observe_on_the_channel_learns_that_the_server_died(tmp_path):
-    srv = start_server(tmp_path)
-    e = pastset.PastSet(run=srv.run, ns=srv.address).enter(("dead-chan", int))
-    errors: list[Exception] = []
-
-    def block() -> None:
-        try:
-            e.observe()
-        except PastSetConnectionError as err:
-            errors.append(err)
-
-    t = threading.Thread(target=block, daemon=True)
-    t.start()
-    time.sleep(0.2)
-    srv.proc.kill()
-    t.join(10)
-    stop_server(srv)
-    assert len(errors) == 1 and "lost the connection" in str(errors[0])
-
-
 def _raw_channel(pset: pastset.PastSet) -> socket.socket:
     """A plain socket past the channel's handshake, to send frames by hand."""
     host, port = pset._channel

@@ -326,7 +326,7 @@ def test_dead_server_reported_to_blocked_caller(tmp_path):
     srv.proc.kill()
     t.join(10)
     stop_server(srv)
-    assert len(errors) == 1
+    assert len(errors) == 1 and "lost the connection" in str(errors[0])
 
 
 def test_thousand_clients_blocked_at_once_and_one_more_is_served(server):

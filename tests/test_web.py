@@ -1,7 +1,7 @@
 """The status page (PSWEB) in a real headless Chromium: live progress, Pause/Resume/Stop for holders of the secret.
 
 The browser is Debian's chromium driven through the system chromedriver
-(tests/infra/browser-install.sh puts both in place; selenium never downloads
+(tests/infra/apt-install.sh puts both in place; selenium never downloads
 one).  All traffic goes to 127.0.0.1.
 """
 
@@ -42,7 +42,7 @@ pytestmark = pytest.mark.timeout(120)
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
-INSTALL = Path(__file__).resolve().parent / "infra" / "browser-install.sh"
+INSTALL = Path(__file__).resolve().parent / "infra" / "apt-install.sh"
 FLAGS = [
     "--headless",
     "--no-sandbox",
@@ -177,7 +177,9 @@ def run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[WebRun]:
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebDriver]:
     """Headless Chromium with a fresh profile, ended with everything it started."""
-    installed = subprocess.run(["sh", str(INSTALL)], capture_output=True, text=True, timeout=900)
+    installed = subprocess.run(
+        ["sh", str(INSTALL), "chromium", "chromium-driver"], capture_output=True, text=True, timeout=900
+    )
     assert installed.returncode == 0, f"{INSTALL} failed:\n{installed.stdout}{installed.stderr}"
     profile = tmp_path_factory.mktemp("chromium-profile")
     options = Options()
