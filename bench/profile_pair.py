@@ -273,6 +273,7 @@ BUCKETS = (
     "client API (pastset.client / proxies)",
     "benchmark loop",
     "other",
+    "direct channel (event loop, framing, its socket calls)",
 )
 
 
@@ -280,6 +281,11 @@ def _bucket(frames: list[tuple[str, str]]) -> str | None:
     """The bucket of one sample (frames root first); None for background threads."""
     files = [f for _, f in frames]
     funcs = [fn for fn, _ in frames]
+    if any(f.endswith("pastset/channel_server.py") for f in files):
+        if any(f.endswith("selectors.py") for f in files):
+            return None  # the channel's event loop waiting for the next request
+        if not any(f.endswith(("pastset/server.py", "pastset/wire.py", "pastset/element.py")) for f in files):
+            return BUCKETS[10]
     if any(f.endswith(("pastset/proc.py", "selectors.py")) for f in files) or "_watch_clients" in funcs:
         return None  # the accept loop, the lifeline watcher, heartbeats: not the pair path
     if any("importlib._bootstrap" in f for f in files):

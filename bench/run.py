@@ -51,6 +51,7 @@ from harness import (  # noqa: E402 - bench/ is put on the path first
 from measures import MEASURES, RUN, Bench, Sizes  # noqa: E402
 
 START = time.monotonic()
+USABLE_CPUS = sorted(os.sched_getaffinity(0))  # before any measure pins this process to one core
 
 
 def log(message: str) -> None:
@@ -81,7 +82,7 @@ def environment(command: str) -> list[str]:
     return [
         f"- date: {datetime.datetime.now().astimezone().isoformat(timespec='seconds')}",
         f"- machine: `{' '.join(platform.uname())}` (`uname -a`: `{_version(['uname', '-a'])}`)",
-        f"- nproc: {_version(['nproc'])} (usable by this process: {len(os.sched_getaffinity(0))})",
+        f"- nproc: {os.cpu_count()} (usable by this benchmark: {len(USABLE_CPUS)})",
         f"- python: {sys.version.split()[0]} ({sys.executable})",
         f"- pastset: {ver('pastset')} at commit {commit}{' with uncommitted changes in pastset/' if dirty else ''}",
         f"- redis-server: {_version(['redis-server', '--version'])}",
@@ -141,7 +142,8 @@ def profile_summary(facts: dict[str, Any], abl: list[tuple[str, float, float]], 
             f"{pct(cb, ct, 0):.0f} % in pastset.wire and {pct(cb, ct, 7):.0f} % in pastset.client. Of the "
             f"server's time serving requests, {pct(sb, st, 1, 2):.0f} % is "
             f"Pyro5's daemon, protocol and serializer, {pct(sb, st, 3):.0f} % socket send/recv, "
-            f"{pct(sb, st, 0):.0f} % pastset.wire, {pct(sb, st, 5, 6):.0f} % pastset's dispatch and element "
+            f"{pct(sb, st, 0):.0f} % pastset.wire, {pct(sb, st, 5, 6):.0f} % pastset's dispatch and element, "
+            f"{pct(sb, st, 10):.0f} % the direct channel's event loop and its socket calls "
             f"and {pct(sb, st, 4):.0f} % threading (locks, condition notify)."
         )
     costs = {label: (us, f) for label, us, f in hot}
@@ -158,15 +160,21 @@ def profile_summary(facts: dict[str, Any], abl: list[tuple[str, float, float]], 
     for n in (4, 16):
         fact = facts.get(f"p7-{n}")
         if fact:
-            cpu = fact["cpu"]
+            cpu, rate = fact["cpu"], fact["rate"]
+            busy = {k: sum(cpu[k]) * rate[k] / 1e6 for k in ("pastset", "pyro", "redis")}
             out.append(
                 f"- **P7, {n} clients.** Server CPU per pair: pastset {cpu['pastset'][0]:.0f} µs user + "
                 f"{cpu['pastset'][1]:.0f} µs system, bare Pyro5 {cpu['pyro'][0]:.0f} + {cpu['pyro'][1]:.0f}, "
-                f"Redis {cpu['redis'][0]:.0f} + {cpu['redis'][1]:.0f}; one Python server process saturates "
-                f"one core at about {fact['rate']['pastset']:,.0f} pairs/s (bare Pyro5: "
-                f"{fact['rate']['pyro']:,.0f})."
+                f"Redis {cpu['redis'][0]:.0f} + {cpu['redis'][1]:.0f}. At {rate['pastset']:,.0f} pairs/s the "
+                f"pastset server kept {busy['pastset']:.2f} of a core busy (bare Pyro5 {busy['pyro']:.2f} at "
+                f"{rate['pyro']:,.0f}/s, Redis {busy['redis']:.2f} at {rate['redis']:,.0f}/s); the rest of the "
+                f"machine's {_cores()} cores went to the {n} client processes."
             )
     return "\n".join(line for line in out if line)
+
+
+def _cores() -> int:
+    return len(USABLE_CPUS)
 
 
 def main(argv: list[str] | None = None) -> int:

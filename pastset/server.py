@@ -124,26 +124,36 @@ class _Held:
 
 
 class _Gauge:
-    """Counts calls in progress, so a stopping server can let their replies go out."""
+    """Counts calls in progress, so a stopping server can let their replies go out.
+
+    Every request passes through it twice, so the count is kept under a plain
+    lock; the condition on that lock is used only while someone waits for idle.
+    """
 
     def __init__(self) -> None:
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
         self._count = 0
+        self._waiters = 0
 
     def __enter__(self) -> None:
-        with self._cond:
+        with self._lock:
             self._count += 1
 
     def __exit__(self, *exc: object) -> None:
-        with self._cond:
+        with self._lock:
             self._count -= 1
-            if not self._count:
-                self._cond.notify_all()
+            if not self._count and self._waiters:
+                self._idle.notify_all()
 
     def wait_idle(self, timeout: float) -> bool:
         """Block until no call is in progress (or ``timeout``); True if idle."""
-        with self._cond:
-            return self._cond.wait_for(lambda: self._count == 0, timeout)
+        with self._idle:
+            self._waiters += 1
+            try:
+                return self._idle.wait_for(lambda: self._count == 0, timeout)
+            finally:
+                self._waiters -= 1
 
 
 @Pyro5.api.expose
