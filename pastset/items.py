@@ -27,7 +27,16 @@ import platformdirs
 
 from .errors import ConfigurationError
 
-__all__ = ["Item", "Plan", "collect_items", "experiment_dir", "finished", "load_plan", "record_result"]
+__all__ = [
+    "Item",
+    "Plan",
+    "collect_items",
+    "experiment_dir",
+    "finished",
+    "load_plan",
+    "record_result",
+    "tally",
+]
 
 log = logging.getLogger(__name__)
 
@@ -125,14 +134,30 @@ def experiment_name(command: list[str], function: str, items: list[Item]) -> str
 
 def finished(directory: str | Path) -> set[int]:
     """Indices of items already done successfully in this experiment."""
-    done = set()
+    return {index for index, status in _statuses(directory).items() if status == 0}
+
+
+def tally(directory: str | Path) -> dict[str, int]:
+    """How far an experiment got over all its runs: items, done (successfully), failed (last try), left."""
+    statuses = _statuses(directory)
+    try:
+        total = len(json.loads((Path(directory) / "plan.json").read_text())["items"])
+    except (OSError, ValueError, KeyError):
+        total = len(statuses)
+    done = sum(1 for status in statuses.values() if status == 0)
+    failed = len(statuses) - done
+    return {"items": total, "done": done, "failed": failed, "left": max(0, total - done - failed)}
+
+
+def _statuses(directory: str | Path) -> dict[int, Any]:
+    """The latest exit status recorded for each item."""
+    statuses = {}
     for path in (Path(directory) / "results").glob("*.json"):
         try:
-            if json.loads(path.read_text()).get("status") == 0:
-                done.add(int(path.stem))
+            statuses[int(path.stem)] = json.loads(path.read_text()).get("status")
         except (OSError, ValueError):
             continue
-    return done
+    return statuses
 
 
 def record_result(directory: str | Path, result: dict[str, Any]) -> None:

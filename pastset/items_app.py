@@ -38,28 +38,39 @@ def main(argv: list[str]) -> int:
     failed: list[int] = []
     seconds: list[float] = []
     began = time.monotonic()
-    with _progress(len(todo)) as advance:
-        for _ in range(len(todo)):
-            index, status, out, err, host, took, task = results.observe()
-            record_result(
-                folder,
-                {
-                    "index": index,
-                    "item": plan.items[index].value,
-                    "status": status,
-                    "stdout": out,
-                    "stderr": err,
-                    "host": host,
-                    "seconds": took,
-                    "task": task,
-                },
-            )
-            log_line(folder, f"sessions/{host}-{task}.log", f"item {index} status {status} {took:.3f}s")
-            seconds.append(took)
-            if status != 0:
-                failed.append(index)
-                log_line(folder, "run.log", f"item {index} failed with status {status} on {host}")
-            advance()
+    try:
+        with _progress(len(todo)) as advance:
+            for _ in range(len(todo)):
+                index, status, out, err, host, took, task = results.observe()
+                record_result(
+                    folder,
+                    {
+                        "index": index,
+                        "item": plan.items[index].value,
+                        "status": status,
+                        "stdout": out,
+                        "stderr": err,
+                        "host": host,
+                        "seconds": took,
+                        "task": task,
+                    },
+                )
+                log_line(folder, f"sessions/{host}-{task}.log", f"item {index} status {status} {took:.3f}s")
+                seconds.append(took)
+                if status != 0:
+                    failed.append(index)
+                    log_line(folder, "run.log", f"item {index} failed with status {status} on {host}")
+                advance()
+    except (KeyboardInterrupt, pastset.PastSetConnectionError) as err:
+        why = "interrupted" if isinstance(err, KeyboardInterrupt) else f"stopped ({err})"
+        left = len(todo) - len(seconds)
+        log_line(folder, "run.log", f"{why}: {len(seconds)} items done in this run, {left} left")
+        print(
+            f"\npypsitems: {why} with {left} of {len(plan.items)} items left; the {len(seconds)} finished in this "
+            f"run are kept in {folder}. Run the same command again to do only the rest.",
+            file=sys.stderr,
+        )
+        return 130 if isinstance(err, KeyboardInterrupt) else 1
     jobs.move_many([(-1, "")] * plan.workers)
     pset.halt()
     retried = jobs.last() - len(todo) - plan.workers  # tuples handed back by dead workers

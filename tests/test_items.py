@@ -113,6 +113,17 @@ def test_a_python_function_over_items(tmp_path):
     assert sorted(int(r["stdout"]) for r in results(experiment(tmp_path / "e")).values()) == [n * n for n in range(12)]
 
 
+def _tallies(base: Path) -> list[dict[str, int]]:
+    """``pypsmanage logs --json``: each experiment's items, done, failed and left."""
+    listing = subprocess.run(
+        [sys.executable, "-m", "pastset.commands.manage", "logs", "--json", "--results", str(base)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    return [{k: row[k] for k in ("items", "done", "failed", "left")} for row in json.loads(listing.stdout)]
+
+
 def test_failures_are_reported_and_a_rerun_does_only_what_is_left(tmp_path):
     lines = tmp_path / "items"
     lines.write_text("\n".join(f"{i}" for i in range(30)))
@@ -125,6 +136,7 @@ def test_failures_are_reported_and_a_rerun_does_only_what_is_left(tmp_path):
     folder = experiment(base)
     assert sum(1 for r in results(folder).values() if r["status"] != 0) == 4
     assert "failed with status 1" in (folder / "run.log").read_text()
+    assert _tallies(base) == [{"items": 30, "done": 26, "failed": 4, "left": 0}]
     marker.write_text("")
     second = pypsitems(
         "--lines", str(lines), "--shell", "--results", str(base), "--", script, cwd=tmp_path, PSPROCS="2"
@@ -140,6 +152,7 @@ def test_failures_are_reported_and_a_rerun_does_only_what_is_left(tmp_path):
         timeout=30,
     )
     assert folder.name in listing.stdout and "30" in listing.stdout
+    assert _tallies(base) == [{"items": 30, "done": 30, "failed": 0, "left": 0}], "counted over both runs"
     shown = subprocess.run(
         [sys.executable, "-m", "pastset.commands.manage", "logs", folder.name, "--results", str(base)],
         capture_output=True,
@@ -265,3 +278,41 @@ def test_500_files_on_three_hosts_copy_mode_kill_pause_stop_restart(tmp_path):
             logged[int(line.split()[3])] += 1
     assert all(logged[i] == 1 for i in range(500)), "an item's result was recorded twice"
     assert len({r["host"] for r in got.values()}) == 3
+
+
+def test_ctrl_c_keeps_what_is_done_says_how_to_finish_and_a_rerun_does_the_rest(tmp_path):
+    lines = tmp_path / "items"
+    lines.write_text("\n".join(str(i) for i in range(60)))
+    base = tmp_path / "exp"
+    args = ["--lines", str(lines), "--shell", "--results", str(base), "--", "sleep 0.1; echo {}"]
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("PS")}
+    environ["PSPROCS"] = "2"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pastset.commands.items", *args],
+        env=environ,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not list(base.glob("*/results/*.json")) or len(list(base.glob("*/results/*.json"))) < 5:
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err, err
+    assert "Run the same command again to do only the rest" in err
+    (first,) = _tallies(base)
+    assert 5 <= first["done"] < 60 and first["failed"] == 0
+    second = pypsitems(*args, cwd=tmp_path, PSPROCS="2")
+    assert second.returncode == 0, second.stderr
+    assert f"{60 - first['done']} done, 0 failed, 0 retried, {first['done']} skipped" in second.stderr
+    assert _tallies(base) == [{"items": 60, "done": 60, "failed": 0, "left": 0}]

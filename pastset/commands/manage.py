@@ -18,6 +18,7 @@ from typing import Any
 import Pyro5.errors
 
 from ..errors import PastSetConnectionError, PastSetError
+from ..items import tally
 from ..naming import scheduler_name
 from ..overview import clients_of, status_of
 from ..proxies import connection_error, lookup, proxy
@@ -148,22 +149,11 @@ def _logs(options: Any) -> int:
                 lines = session.read_text().splitlines()
                 print(f"session {session.stem}: {len(lines)} item(s); last: {lines[-1] if lines else '-'}")
             return 0
-    rows = []
-    for folder in folders:
-        summary = json.loads((folder / "summary.json").read_text()) if (folder / "summary.json").exists() else {}
-        rows.append(
-            {
-                "experiment": folder.name,
-                "items": summary.get("items", ""),
-                "done": summary.get("done", ""),
-                "failed": summary.get("failed", ""),
-                "path": str(folder),
-            }
-        )
+    rows = [{"experiment": folder.name, **tally(folder), "path": str(folder)} for folder in folders]
     if options.json:
         print(json.dumps(rows, indent=1))
     else:
-        print(table(rows, ["experiment", "items", "done", "failed", "path"]))
+        print(table(rows, ["experiment", "items", "done", "failed", "left", "path"]))
     return 0
 
 
