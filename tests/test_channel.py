@@ -177,3 +177,27 @@ def test_pschannel_fixes_the_port_or_turns_the_channel_off(tmp_path, monkeypatch
         assert e.observe() == (3,)
     finally:
         stop_server(srv)
+
+
+@pytest.mark.parametrize("epoll", [True, False], ids=["epoll", "selectors"])
+def test_the_loop_s_poller_reports_ready_sockets_with_their_data(epoll):
+    from pastset.channel_server import _Poller
+
+    poller = _Poller(epoll=epoll)
+    a, b = socket.socketpair()
+    c, d = socket.socketpair()
+    try:
+        poller.register(a, "a")
+        poller.register(c, "c")
+        assert poller.poll(0) == []
+        b.sendall(b"x")
+        assert poller.poll(1) == ["a"]
+        d.sendall(b"y")
+        assert sorted(poller.poll(1)) == ["a", "c"]
+        poller.unregister(a)
+        poller.unregister(a)  # twice is harmless
+        assert poller.poll(1) == ["c"]
+    finally:
+        poller.close()
+        for sock in (a, b, c, d):
+            sock.close()
