@@ -30,7 +30,6 @@ encrypted run sends every byte through Pyro5's TLS.
 from __future__ import annotations
 
 import hmac
-import logging
 import socket
 import struct
 from typing import Any
@@ -39,8 +38,6 @@ from . import wire
 from .errors import PastSetConnectionError
 
 __all__ = ["Channel", "keep_alive_socket", "parse_frame", "secret_matches", "send_frame", "small_frame"]
-
-log = logging.getLogger(__name__)
 
 HEADER = struct.Struct("!IH")
 LENGTH = struct.Struct("!Q")
