@@ -515,6 +515,7 @@ class Server:
         self.by_run: dict[str, SpaceService] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self._stop_requested = False  # set by request_stop, from a signal handler
         tls.check_server()  # a clear error for bad PYRO_SSL_* settings, before anything listens
         self.daemon = _Daemon(self, host, port)
         sockname = self.daemon.sock.getsockname()
@@ -575,9 +576,19 @@ class Server:
         return service.try_parts if service is not None else None
 
     def serve(self) -> None:
-        """Serve requests in this thread until :meth:`stop`."""
+        """Serve requests in this thread until :meth:`stop` (or :meth:`request_stop`)."""
         threading.Thread(target=self._watch_clients, name="heartbeats", daemon=True).start()
-        self.daemon.requestLoop(loopCondition=lambda: not self._stop.is_set())
+        self.daemon.requestLoop(loopCondition=lambda: not self._stop.is_set() and not self._stop_requested)
+        if self._stop_requested:
+            self.stop()
+
+    def request_stop(self) -> None:
+        """Make :meth:`serve` stop: safe in a signal handler, as it takes no lock (serve then calls stop)."""
+        self._stop_requested = True
+        try:
+            self.daemon.transportServer.wakeup()
+        except OSError:  # pragma: no cover - socket already gone
+            pass
 
     def _watch_clients(self) -> None:
         # A bounded tick: a client whose host vanished sends nothing that could wake us.

@@ -93,13 +93,26 @@ class Worker:
         self.scheduler = proxy(self.uri, settings.PSSECRET)
         self.cid = ""
 
-    def stop(self) -> None:
-        """Stop asking for tasks and end the running ones (called from other threads)."""
+    def stop(self) -> list[threading.Thread]:
+        """Stop asking for tasks and end the running ones; return the threads ending them.
+
+        Never call it from a signal handler: it takes locks the interrupted
+        code may hold.  (pypsclient's handler only raises SystemExit and calls
+        :meth:`end` once the main thread has unwound.)
+        """
         self._stop.set()
         with self._lock:
             procs = list(self._running)
-        for proc in procs:
-            threading.Thread(target=stop_process, args=(proc, 0.0), daemon=True).start()
+        enders = [threading.Thread(target=stop_process, args=(proc, 0.0), daemon=True) for proc in procs]
+        for ender in enders:
+            ender.start()
+        return enders
+
+    def end(self, timeout: float = 10.0) -> None:
+        """:meth:`stop`, then wait (bounded) until the running tasks are gone."""
+        until = time.monotonic() + timeout
+        for ender in self.stop():
+            ender.join(max(0.0, until - time.monotonic()))
 
     def run(self) -> int:
         """Register, then serve tasks in PSSLOTS slots; return this process's exit status."""

@@ -44,7 +44,12 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
     def stop(signum: int, frame: object) -> None:
-        worker.stop()
+        # Only unwind the main thread: ending the worker takes locks that the
+        # interrupted code may hold, so that happens below, after unwinding.
+        # Later signals (pypsrun, the lifeline and a lost scheduler may all send
+        # one) are ignored so that they cannot interrupt it.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         raise SystemExit(0)
 
     signal.signal(signal.SIGTERM, stop)
@@ -54,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return worker.run()
     except SystemExit as exit_:
+        worker.end()
         return int(exit_.code or 0)
 
 

@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None, prog: str = "pypsserver", scheduler: boo
     web = start_web(server, settings.PSWEB, settings.PSSECRET) if settings.PSWEB else None
 
     def stop(signum: int, frame: object) -> None:
-        server.stop()
+        server.request_stop()  # stopping takes locks the interrupted main thread may hold: serve() does it
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
