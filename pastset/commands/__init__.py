@@ -3,10 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
+from ..errors import PastSetError
 from ..settings import Settings
 
-__all__ = ["parser_for"]
+__all__ = ["load_settings", "parser_for"]
+
+
+def load_settings(prog: str) -> Settings | None:
+    """The settings, or None after saying on stderr why they cannot be loaded (the command then exits 2)."""
+    try:
+        return Settings.load()
+    except PastSetError as err:
+        sys.stderr.write(f"{prog}: {err}\n")
+        return None
 
 
 def parser_for(prog: str, description: str, settings: Settings) -> argparse.ArgumentParser:

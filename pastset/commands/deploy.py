@@ -22,7 +22,7 @@ from ..hosts import read_hosts_file
 from ..settings import Settings, configure_logging, this_host_names
 from ..ssh import CONNECT_TIMEOUT
 from ..wheelhouse import build_wheelhouse, open_wheelhouse
-from . import parser_for
+from . import load_settings, parser_for
 
 __all__ = ["erase_main", "main"]
 
@@ -79,10 +79,8 @@ def _finish(prog: str, results: list[HostResult]) -> int:
 def main(argv: list[str] | None = None) -> int:
     """``pypsdeploy``: install this pastset version in a virtual environment on every host."""
     argv = sys.argv[1:] if argv is None else argv
-    try:
-        settings = Settings.load()
-    except PastSetError as err:
-        sys.stderr.write(f"pypsdeploy: {err}\n")
+    settings = load_settings("pypsdeploy")
+    if settings is None:
         return 2
     parser = _parser(
         "pypsdeploy",
@@ -145,10 +143,8 @@ def main(argv: list[str] | None = None) -> int:
 def erase_main(argv: list[str] | None = None) -> int:
     """``pypserase``: remove what pypsdeploy installed on every host."""
     argv = sys.argv[1:] if argv is None else argv
-    try:
-        settings = Settings.load()
-    except PastSetError as err:
-        sys.stderr.write(f"pypserase: {err}\n")
+    settings = load_settings("pypserase")
+    if settings is None:
         return 2
     parser = _parser(
         "pypserase",

@@ -22,9 +22,9 @@ from ..errors import PastSetError
 from ..hosts import assign_clients, read_hosts_file
 from ..items import Plan, collect_items, experiment_dir, experiment_name
 from ..launch import Run
-from ..settings import Settings, configure_logging, this_host_names
+from ..settings import configure_logging, this_host_names
 from ..stager import Stager
-from . import parser_for
+from . import load_settings, parser_for
 from .run import execute
 
 __all__ = ["main"]
@@ -33,10 +33,8 @@ __all__ = ["main"]
 def main(argv: list[str] | None = None) -> int:
     """Plan the items, then run them with a whole run; exit 0 when every item succeeded."""
     argv = sys.argv[1:] if argv is None else argv
-    try:
-        settings = Settings.load()
-    except PastSetError as err:
-        sys.stderr.write(f"pypsitems: {err}\n")
+    settings = load_settings("pypsitems")
+    if settings is None:
         return 2
     parser = parser_for("pypsitems", (__doc__ or "").split("\n\n")[0], settings)
     source = parser.add_argument_group("items (one of)")

@@ -14,7 +14,7 @@ from ..errors import PastSetError
 from ..launch import Run
 from ..runs import forget_run, record_run
 from ..settings import Settings, configure_logging
-from . import parser_for
+from . import load_settings, parser_for
 
 __all__ = ["main"]
 
@@ -24,10 +24,8 @@ log = logging.getLogger("pastset.pypsrun")
 def main(argv: list[str] | None = None) -> int:
     """Run APP with a PastSet server and PSPROCS clients; return APP's exit status."""
     argv = sys.argv[1:] if argv is None else argv
-    try:
-        settings = Settings.load()
-    except PastSetError as err:
-        sys.stderr.write(f"pypsrun: {err}\n")
+    settings = load_settings("pypsrun")
+    if settings is None:
         return 2
     parser = parser_for(
         "pypsrun",
