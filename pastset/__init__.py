@@ -12,9 +12,9 @@ See SEMANTICS in the documentation for the exact meaning of every operation.
 
 from __future__ import annotations
 
-from . import element
-from .client import ElementHandle, PastSet
-from .errors import (
+from pastset import element
+from pastset.client import ElementHandle, PastSet
+from pastset.errors import (
     AppNotFoundError,
     ConfigurationError,
     ElementDeletedError,

@@ -2,7 +2,7 @@
 
 A :class:`PastSet` finds the run's space through the run's Pyro5 name server
 (PSNS, PSRUN, set by pypsrun) and talks to it with one request per operation,
-over the server's direct channel (:mod:`pastset.channel`) when it offers one,
+over the server's direct channel (:mod:`pastset.transport.channel`) when it offers one,
 else through Pyro5.  Each thread gets its own connection, so a thread blocked
 in ``observe`` never holds up another thread of the same program: a handle and
 its elements are safe to share between threads.
@@ -18,13 +18,13 @@ import Pyro5.api
 import Pyro5.core
 import Pyro5.errors
 
-from . import tls, wire
-from .channel import Channel
-from .element import check_delta, check_index, check_template
-from .errors import BY_NAME, PastSetConnectionError, PastSetTypeError, RemoteError
-from .naming import FACTORY, space_name
-from .proxies import connection_error, keep_alive, proxy, refused
-from .settings import Settings
+from pastset.core.element import check_delta, check_index, check_template
+from pastset.core.naming import FACTORY, space_name
+from pastset.errors import BY_NAME, PastSetConnectionError, PastSetTypeError, RemoteError
+from pastset.settings import Settings
+from pastset.transport import tls, wire
+from pastset.transport.channel import Channel
+from pastset.transport.proxies import connection_error, keep_alive, proxy, refused
 
 __all__ = ["ElementHandle", "PastSet"]
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import platformdirs
 
-from .errors import ConfigurationError
+from pastset.errors import ConfigurationError
 
 __all__ = ["SETTINGS_HELP", "Settings", "config_paths"]
 
@@ -213,7 +213,7 @@ class Settings:
         log.warning("%s", message)
 
     def _run_helper(self, helper: str, env: MutableMapping[str, str]) -> None:
-        from .confhelp import BUILTIN
+        from pastset.launch.confhelp import BUILTIN
 
         if helper in BUILTIN:
             BUILTIN[helper](env)

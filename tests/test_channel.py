@@ -1,4 +1,4 @@
-"""The direct channel (pastset.channel, pastset.channel_server) beside Pyro5: used by default, guarded, in order.
+"""The direct channel (pastset.transport.channel and channel_server) beside Pyro5: used by default, guarded, in order.
 
 Each test talks to a real server process started by ``pypsscheduler --ready``.
 """
@@ -15,9 +15,9 @@ import pytest
 from conftest import start_server, stop_server
 
 import pastset
-from pastset.channel import Channel
 from pastset.errors import PastSetConnectionError
-from pastset.wire import decode, encode
+from pastset.transport.channel import Channel
+from pastset.transport.wire import decode, encode
 
 
 def _connections_to(port: int) -> int:
@@ -181,7 +181,7 @@ def test_pschannel_fixes_the_port_or_turns_the_channel_off(tmp_path, monkeypatch
 
 @pytest.mark.parametrize("epoll", [True, False], ids=["epoll", "selectors"])
 def test_the_loop_s_poller_reports_ready_sockets_with_their_data(epoll):
-    from pastset.channel_server import _Poller
+    from pastset.transport.channel_server import _Poller
 
     poller = _Poller(epoll=epoll)
     a, b = socket.socketpair()

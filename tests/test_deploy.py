@@ -28,10 +28,10 @@ from netns_hosts import NetnsHosts
 
 import pastset
 from pastset.commands.deploy import erase_main, main
-from pastset.deploy import deployed_python
-from pastset.launch import remote_command
+from pastset.launch.deploy import deployed_python
+from pastset.launch.run import remote_command
+from pastset.launch.wheelhouse import MANIFEST, Wheelhouse, build_wheelhouse
 from pastset.settings import Settings
-from pastset.wheelhouse import MANIFEST, Wheelhouse, build_wheelhouse
 
 pytestmark = [pytest.mark.timeout(180)]
 
@@ -129,7 +129,7 @@ def test_the_wheelhouse_holds_pastset_its_dependencies_and_pip(wheelhouse, tmp_p
 
 
 def test_a_checkout_is_built_from_source_and_an_installation_packed_back():
-    probe = "from pastset.wheelhouse import source_tree; print(source_tree())"
+    probe = "from pastset.launch.wheelhouse import source_tree; print(source_tree())"
     root = Path(__file__).resolve().parent.parent
     from_checkout = subprocess.run([sys.executable, "-c", probe], cwd=root, capture_output=True, text=True, timeout=30)
     assert from_checkout.stdout.strip() == str(root), from_checkout.stderr
@@ -192,7 +192,7 @@ def test_pypsrun_runs_the_clients_with_the_deployed_python(hosts, home, wheelhou
     assert "Pi is found as 3.1" in result.stdout
     for host in hosts:  # each client logs the interpreter it runs its task with: its own sys.executable
         python = deployments / host.name / VERSION / "bin" / "python"
-        assert f": {python} -m pastset.runner mcpiclient.py" in result.stderr, result.stderr
+        assert f": {python} -m pastset.commands.runner mcpiclient.py" in result.stderr, result.stderr
     deadline = time.monotonic() + 10  # nothing of this run is left: not here (HOME) nor on the hosts
     while left := processes_mentioning(str(home)) + processes_mentioning(str(deployments)):
         assert time.monotonic() < deadline, f"processes left behind: {left}"

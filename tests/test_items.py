@@ -233,7 +233,7 @@ def test_500_files_on_three_hosts_copy_mode_kill_pause_stop_restart(tmp_path):
         try:
             wait_for(lambda: count() >= 40)
             # a worker is killed mid-run: its item in hand goes to another worker
-            victims = [pid for pid, cmd in processes_mentioning("pastset.items_worker") if "pit-" not in cmd]
+            victims = [pid for pid, cmd in processes_mentioning("pastset.commands.items_worker") if "pit-" not in cmd]
             assert victims
             os.kill(victims[0], signal.SIGKILL)
             # pause: progress stops within one item's time; resume: it goes on

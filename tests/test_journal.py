@@ -10,9 +10,9 @@ import pytest
 from conftest import start_server, stop_server
 
 import pastset
+from pastset.core.journal import Journal, read_journal
+from pastset.core.space import Space
 from pastset.element import Element
-from pastset.journal import Journal, read_journal
-from pastset.space import Space
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -16,10 +16,10 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 import pastset
 from pastset.element import Element, check_delta, check_index, check_template
 from pastset.errors import ConfigurationError, ExpiredError, PastSetError, PastSetTypeError, SerialisationError
-from pastset.hosts import parse_hosts
-from pastset.proxies import proxy
+from pastset.launch.hosts import parse_hosts
 from pastset.settings import SPEC, Settings
-from pastset.wire import decode, encode
+from pastset.transport.proxies import proxy
+from pastset.transport.wire import decode, encode
 
 scalars = st.one_of(
     st.none(),

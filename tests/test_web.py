@@ -32,11 +32,11 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
 
-from pastset.runs import runs_dir
-from pastset.scheduler import Scheduler
-from pastset.server import SchedulerService, Server
-from pastset.space import Space
-from pastset.web import StatusPage, start_web, web_address
+from pastset.core.scheduler import Scheduler
+from pastset.core.space import Space
+from pastset.launch.runs import runs_dir
+from pastset.server.host import SchedulerService, Server
+from pastset.server.web import StatusPage, start_web, web_address
 
 pytestmark = pytest.mark.timeout(120)
 

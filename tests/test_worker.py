@@ -1,4 +1,4 @@
-"""The client process (pastset.worker, pypsclient): it ends when told, however often it is told.
+"""The client process (pastset.launch.worker, pypsclient): it ends when told, however often it is told.
 
 Each test starts a real server (conftest's ``server``) and a real ``pypsclient``.
 """

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..errors import PastSetError
-from ..settings import Settings
+from pastset.errors import PastSetError
+from pastset.settings import Settings
 
 __all__ = ["load_settings", "parser_for"]
 

@@ -10,13 +10,13 @@ from __future__ import annotations
 import socket
 import sys
 
-from ..errors import PastSetError
-from ..launch import remote_command
-from ..proc import end_pids, processes_of_run
-from ..runs import forget_run, list_runs
-from ..settings import Settings, configure_logging
-from ..ssh import RemoteProcess, SshCommandProcess, connect
-from . import parser_for
+from pastset.commands import parser_for
+from pastset.errors import PastSetError
+from pastset.launch.run import remote_command
+from pastset.launch.runs import forget_run, list_runs
+from pastset.launch.ssh import RemoteProcess, SshCommandProcess, connect
+from pastset.proc import end_pids, processes_of_run
+from pastset.settings import Settings, configure_logging
 
 __all__ = ["main"]
 

@@ -7,12 +7,12 @@ import os
 import signal
 import sys
 
-from .. import tls
-from ..errors import PastSetError
-from ..proc import die_with_parent, watch_lifeline
-from ..settings import Settings, configure_logging
-from ..worker import Worker
-from . import parser_for
+from pastset.commands import parser_for
+from pastset.errors import PastSetError
+from pastset.launch.worker import Worker
+from pastset.proc import die_with_parent, watch_lifeline
+from pastset.settings import Settings, configure_logging
+from pastset.transport import tls
 
 __all__ = ["main"]
 

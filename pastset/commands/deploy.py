@@ -4,7 +4,7 @@ Both work on every host at once and write one status line per host to stderr
 as soon as that host is done: the host, ``ok``, ``failed`` or ``skipped``, the
 seconds it took, and what was done or why it failed.  They exit with status 1
 if any host failed, naming each failed host and the cause, 2 on a usage or
-configuration problem, else 0.  How and where is said in :mod:`pastset.deploy`.
+configuration problem, else 0.  How and where is said in :mod:`pastset.launch.deploy`.
 """
 
 from __future__ import annotations
@@ -15,14 +15,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from .. import __version__
-from ..deploy import ROOT, HostResult, deploy, erase
-from ..errors import PastSetError
-from ..hosts import read_hosts_file
-from ..settings import Settings, configure_logging, this_host_names
-from ..ssh import CONNECT_TIMEOUT
-from ..wheelhouse import build_wheelhouse, open_wheelhouse
-from . import load_settings, parser_for
+from pastset import __version__
+from pastset.commands import load_settings, parser_for
+from pastset.errors import PastSetError
+from pastset.launch.deploy import ROOT, HostResult, deploy, erase
+from pastset.launch.hosts import read_hosts_file
+from pastset.launch.ssh import CONNECT_TIMEOUT
+from pastset.launch.wheelhouse import build_wheelhouse, open_wheelhouse
+from pastset.settings import Settings, configure_logging, this_host_names
 
 __all__ = ["erase_main", "main"]
 

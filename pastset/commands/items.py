@@ -18,14 +18,14 @@ import socket
 import sys
 from pathlib import Path
 
-from ..errors import PastSetError
-from ..hosts import assign_clients, read_hosts_file
-from ..items import Plan, collect_items, experiment_dir, experiment_name
-from ..launch import Run
-from ..settings import configure_logging, this_host_names
-from ..stager import Stager
-from . import load_settings, parser_for
-from .run import execute
+from pastset.commands import load_settings, parser_for
+from pastset.commands.run import execute
+from pastset.errors import PastSetError
+from pastset.items.plan import Plan, collect_items, experiment_dir, experiment_name
+from pastset.items.stager import Stager
+from pastset.launch.hosts import assign_clients, read_hosts_file
+from pastset.launch.run import Run
+from pastset.settings import configure_logging, this_host_names
 
 __all__ = ["main"]
 

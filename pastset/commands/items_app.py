@@ -12,7 +12,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import pastset
-from pastset.items import JOBS, RESULTS, finished, load_plan, log_line, record_result
+from pastset.items.plan import JOBS, RESULTS, finished, load_plan, log_line, record_result
 
 
 def main(argv: list[str]) -> int:
@@ -34,7 +34,7 @@ def main(argv: list[str]) -> int:
     results = pset.enter(RESULTS)
     jobs.move_many([(item.index, item.value) for item in todo])
     for _ in range(plan.workers):
-        pset.spawn("module:pastset.items_worker")
+        pset.spawn("module:pastset.commands.items_worker")
     failed: list[int] = []
     seconds: list[float] = []
     began = time.monotonic()

@@ -1,6 +1,6 @@
 """The task pypsitems spawns on every client: take an item, process it, deliver the result.
 
-Spawned as ``module:pastset.items_worker``.  The plan (command or function)
+Spawned as ``module:pastset.commands.items_worker``.  The plan (command or function)
 comes through the tuple space, so a worker on another host needs nothing from
 the master's file system; the result and the acknowledgement of the item travel
 in one request, so every item's result arrives exactly once.
@@ -20,11 +20,10 @@ import traceback
 from typing import Any
 
 import pastset
-
-from .items import JOBS, RESULTS
-from .settings import Settings
-from .space import find_in_path
-from .stager import STAGE, reply_template
+from pastset.items.plan import JOBS, RESULTS
+from pastset.items.stager import STAGE, reply_template
+from pastset.psbin import find_in_path
+from pastset.settings import Settings
 
 LIMIT = 64 * 1024
 

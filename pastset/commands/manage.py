@@ -17,14 +17,14 @@ from typing import Any
 
 import Pyro5.errors
 
-from ..errors import PastSetConnectionError, PastSetError
-from ..items import tally
-from ..naming import scheduler_name
-from ..overview import clients_of, status_of
-from ..proxies import connection_error, lookup, proxy
-from ..runs import list_runs, pick_run
-from ..settings import Settings, configure_logging
-from . import parser_for
+from pastset.commands import parser_for
+from pastset.core.naming import scheduler_name
+from pastset.errors import PastSetConnectionError, PastSetError
+from pastset.items.plan import tally
+from pastset.launch.runs import list_runs, pick_run
+from pastset.server.overview import clients_of, status_of
+from pastset.settings import Settings, configure_logging
+from pastset.transport.proxies import connection_error, lookup, proxy
 
 __all__ = ["main", "table"]
 

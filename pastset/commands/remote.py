@@ -40,14 +40,14 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.update({str(k): str(v) for k, v in env.items()})
     role, rest = argv[0], argv[1:]
     if role == "server":
-        from .server import main as server_main
+        from pastset.commands.server import main as server_main
 
         return server_main(rest)
     if role == "client":
-        from .client import main as client_main
+        from pastset.commands.client import main as client_main
 
         return client_main([*rest, "--lifeline"])
-    from .clean import main as clean_main
+    from pastset.commands.clean import main as clean_main
 
     return clean_main([*rest, "--here"])
 

@@ -9,12 +9,12 @@ import signal
 import sys
 from collections.abc import Callable
 
-from .. import tls
-from ..errors import PastSetError
-from ..launch import Run
-from ..runs import forget_run, record_run
-from ..settings import Settings, configure_logging
-from . import load_settings, parser_for
+from pastset.commands import load_settings, parser_for
+from pastset.errors import PastSetError
+from pastset.launch.run import Run
+from pastset.launch.runs import forget_run, record_run
+from pastset.settings import Settings, configure_logging
+from pastset.transport import tls
 
 __all__ = ["main"]
 

@@ -1,4 +1,4 @@
-"""Runs one spawned task: ``python -m pastset.runner APP [ARGS...]``.
+"""Runs one spawned task: ``python -m pastset.commands.runner APP [ARGS...]``.
 
 The application is found in PSBIN on this host and run as ``__main__`` with its
 arguments.  When the run ends while the task is still blocked in an operation
@@ -15,10 +15,10 @@ import sys
 import traceback
 from collections.abc import Callable
 
-from .errors import PastSetConnectionError, RunEndedError
-from .proc import die_with_parent
-from .settings import Settings
-from .space import find_in_path
+from pastset.errors import PastSetConnectionError, RunEndedError
+from pastset.proc import die_with_parent
+from pastset.psbin import find_in_path
+from pastset.settings import Settings
 
 __all__ = ["main"]
 
@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the task named by ``argv`` and return its exit status."""
     argv = sys.argv[1:] if argv is None else argv
     if not argv:
-        sys.stderr.write("usage: python -m pastset.runner APP [ARGS...]\n")
+        sys.stderr.write("usage: python -m pastset.commands.runner APP [ARGS...]\n")
         return 2
     die_with_parent()
     signal.signal(signal.SIGTERM, _terminate)

@@ -17,17 +17,17 @@ import threading
 
 from Pyro5 import config as pyro_config
 
-from .. import tls
-from ..errors import ConfigurationError
-from ..proc import die_with_parent, watch_lifeline
-from ..server import Server
-from ..settings import Settings, configure_logging
-from ..web import start_web
-from . import parser_for
+from pastset.commands import parser_for
+from pastset.errors import ConfigurationError
+from pastset.proc import die_with_parent, watch_lifeline
+from pastset.server.host import Server
+from pastset.server.web import start_web
+from pastset.settings import Settings, configure_logging
+from pastset.transport import tls
 
 __all__ = ["main", "scheduler_main"]
 
-log = logging.getLogger("pastset.server")
+log = logging.getLogger("pastset.server.host")
 
 
 def _raise_file_limit() -> None:

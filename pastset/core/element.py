@@ -5,7 +5,7 @@ can be tested, reasoned about and subclassed on its own.  The server keeps one
 :class:`Element` per template and calls its methods from many threads at once.
 
 An element is also the base class of X-functions.  An X-function module defines
-``class Element(pastset.element.Element)`` and overrides :meth:`Element.move`
+``class Element(pastset.core.element.Element)`` and overrides :meth:`Element.move`
 (X-in) and/or :meth:`Element.observe` (X-out), chaining to ``super()``.  The
 documented hooks for a subclass are the public methods below plus
 :meth:`Element.set_entry`.  Modules written for pyPastSet that reach into the
@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Hashable
 from typing import Any, Protocol
 
-from .errors import (
+from pastset.errors import (
     ElementDeletedError,
     ExpiredError,
     PastSetTimeoutError,

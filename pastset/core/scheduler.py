@@ -21,8 +21,9 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .errors import AppNotFoundError, PastSetTimeoutError, PastSetTypeError, RunEndedError
-from .space import Space, find_in_path
+from pastset.core.space import Space
+from pastset.errors import AppNotFoundError, PastSetTimeoutError, PastSetTypeError, RunEndedError
+from pastset.psbin import find_in_path
 
 __all__ = ["ClientInfo", "Scheduler", "Task"]
 

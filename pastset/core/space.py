@@ -1,6 +1,6 @@
 """A named tuple space: the elements of one run, with no network code.
 
-The :class:`Space` maps templates to :class:`~pastset.element.Element` objects,
+The :class:`Space` maps templates to :class:`~pastset.core.element.Element` objects,
 loads X-functions from PSBIN, deletes elements, ends the run, and keeps the
 bookkeeping the scheduler needs to tell when a run has gone quiet (every running
 task blocked in an operation that nothing can complete any more).
@@ -18,33 +18,20 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .element import Element, check_template, deleted_error, template_key
-from .errors import (
+from pastset.core.element import Element, check_template, deleted_error, template_key
+from pastset.core.journal import Journal
+from pastset.errors import (
     AppNotFoundError,
     PastSetError,
     PastSetValueError,
     RunEndedError,
     XFunctionError,
 )
-from .journal import Journal
+from pastset.psbin import find_in_path
 
-__all__ = ["Space", "describe", "find_in_path", "load_xfunction"]
+__all__ = ["Space", "describe", "load_xfunction"]
 
 log = logging.getLogger(__name__)
-
-
-def find_in_path(name: str, psbin: list[str], suffix: str = "") -> Path | None:
-    """The first ``name`` (+ ``suffix`` if missing) found in the PSBIN directories."""
-    if suffix and not name.endswith(suffix):
-        name += suffix
-    candidate = Path(name)
-    if candidate.is_absolute():
-        return candidate if candidate.is_file() else None
-    for folder in psbin:
-        path = Path(folder or ".") / candidate
-        if path.is_file():
-            return path.resolve()
-    return None
 
 
 def load_xfunction(name: str, psbin: list[str]) -> type[Element]:
@@ -75,7 +62,7 @@ def load_xfunction(name: str, psbin: list[str]) -> type[Element]:
     cls = getattr(module, "Element", None)
     if not (isinstance(cls, type) and issubclass(cls, Element)):
         raise XFunctionError(
-            f"X-function module {path} has no class Element(pastset.element.Element); "
+            f"X-function module {path} has no class Element(pastset.core.element.Element); "
             "define one that overrides move(data) and/or observe(index)"
         )
     return cls
@@ -173,7 +160,7 @@ class Space:
 
     def _recover(self, path: Path) -> None:
         """Rebuild the elements from a journal left by an earlier server of this run."""
-        from .journal import read_journal
+        from pastset.core.journal import read_journal
 
         count = top = 0
         for record in read_journal(path):

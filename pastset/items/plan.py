@@ -25,7 +25,7 @@ from typing import Any
 
 import platformdirs
 
-from .errors import ConfigurationError
+from pastset.errors import ConfigurationError
 
 __all__ = [
     "Item",

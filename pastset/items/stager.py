@@ -20,8 +20,7 @@ from pathlib import Path
 import paramiko
 
 import pastset
-
-from .ssh import Connection
+from pastset.launch.ssh import Connection
 
 __all__ = ["STAGE", "Stager", "reply_template"]
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import hostlist
 
-from .errors import ConfigurationError
+from pastset.errors import ConfigurationError
 
 __all__ = ["BUILTIN", "pbs", "slurm"]
 

@@ -3,7 +3,7 @@
 A run needs the same pastset, with the same Pyro5 and msgpack, on every host.
 Without a shared home directory holding a virtual environment, somebody has to
 install it on each node; :func:`deploy` does that from here, over the SSH
-connections pypsrun would use (:func:`pastset.ssh.connect`), and needs neither
+connections pypsrun would use (:func:`pastset.launch.ssh.connect`), and needs neither
 an index nor pip on the node: the wheels come from a :class:`Wheelhouse`.
 
 **Where.**  On each host pastset goes into a virtual environment at
@@ -52,9 +52,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .errors import PastSetError
-from .ssh import CONNECT_TIMEOUT, Connection, connect, paramiko
-from .wheelhouse import Wheelhouse
+from pastset.errors import PastSetError
+from pastset.launch.ssh import CONNECT_TIMEOUT, Connection, connect, paramiko
+from pastset.launch.wheelhouse import Wheelhouse
 
 __all__ = [
     "MARKER",

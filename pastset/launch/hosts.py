@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import ConfigurationError
+from pastset.errors import ConfigurationError
 
 __all__ = ["HostEntry", "assign_clients", "parse_hosts", "read_hosts_file"]
 

@@ -3,7 +3,7 @@
 A run is: the server side (name server, PastSet space, scheduler in one process)
 on PSMASTER, PSPROCS clients on the hosts of PSHOSTS, and the application here.
 A host that is this machine (localhost, its name or one of its addresses) gets
-plain local processes; other hosts are reached over SSH (:mod:`pastset.ssh`).
+plain local processes; other hosts are reached over SSH (:mod:`pastset.launch.ssh`).
 
 Readiness is signalled, never guessed: the server writes its address once it
 listens, clients count as ready when the scheduler has their registration.
@@ -32,16 +32,17 @@ from typing import Any
 
 import Pyro5.errors
 
-from . import __version__, tls
-from .deploy import deployed_python
-from .errors import AppNotFoundError, PastSetConnectionError, PastSetError
-from .hosts import assign_clients, read_hosts_file
-from .naming import scheduler_name
-from .proc import LocalProcess, exit_status
-from .proxies import lookup, proxy
-from .settings import Settings, this_host_names
-from .space import find_in_path
-from .ssh import Connection, RemoteProcess, SshCommandProcess, connect, route_to, ssh_resolve
+from pastset import __version__
+from pastset.core.naming import scheduler_name
+from pastset.errors import AppNotFoundError, PastSetConnectionError, PastSetError
+from pastset.launch.deploy import deployed_python
+from pastset.launch.hosts import assign_clients, read_hosts_file
+from pastset.launch.ssh import Connection, RemoteProcess, SshCommandProcess, connect, route_to, ssh_resolve
+from pastset.proc import LocalProcess, exit_status
+from pastset.psbin import find_in_path
+from pastset.settings import Settings, this_host_names
+from pastset.transport import tls
+from pastset.transport.proxies import lookup, proxy
 
 __all__ = ["Run", "find_app", "new_run_id", "remote_command"]
 

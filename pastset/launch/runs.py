@@ -16,7 +16,7 @@ from typing import Any
 
 import platformdirs
 
-from .errors import ConfigurationError
+from pastset.errors import ConfigurationError
 
 __all__ = ["forget_run", "list_runs", "pick_run", "record_run", "runs_dir"]
 

@@ -34,7 +34,7 @@ from typing import IO, TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import paramiko
 
-from .errors import PastSetConnectionError
+from pastset.errors import PastSetConnectionError
 
 
 class _Paramiko:

@@ -51,7 +51,7 @@ import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .errors import PastSetError
+from pastset.errors import PastSetError
 
 __all__ = ["MANIFEST", "Wheelhouse", "WheelhouseError", "build_wheelhouse", "open_wheelhouse", "source_tree"]
 
@@ -114,7 +114,7 @@ def _here() -> tuple[str, str]:
 
 def open_wheelhouse(path: Path) -> Wheelhouse:
     """The wheelhouse kept in ``path`` if it is for this pastset, Python and machine; else build it there."""
-    from . import __version__
+    from pastset import __version__
 
     house = Wheelhouse.load(path)
     if house is not None and house.version == __version__ and (house.python, house.machine) == _here():
@@ -132,7 +132,7 @@ def build_wheelhouse(dest: Path, source: Path | None = None) -> Wheelhouse:
     ``source`` forces a build from that source tree; by default the running
     pastset decides (see the module documentation).
     """
-    from . import __version__
+    from pastset import __version__
 
     dest.mkdir(parents=True, exist_ok=True)
     source = source or source_tree()

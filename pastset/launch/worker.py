@@ -1,7 +1,7 @@
 """A PastSet client process: registers its specs, then runs tasks it is given.
 
 The worker pulls: when idle it asks the scheduler for the next task and blocks
-until there is one, runs it with PSPYTHON through :mod:`pastset.runner`, reports
+until there is one, runs it with PSPYTHON through :mod:`pastset.commands.runner`, reports
 how it ended (status and the tail of its stderr), and asks again.  It stops when
 the scheduler says so (halt or end of run), when its lifeline closes, or on
 SIGTERM — and then ends the tasks it started.
@@ -25,11 +25,11 @@ from typing import IO, Any
 
 import Pyro5.errors
 
-from .errors import PastSetConnectionError
-from .naming import scheduler_name
-from .proc import exit_status, stop_process
-from .proxies import connection_error, lookup, proxy
-from .settings import Settings
+from pastset.core.naming import scheduler_name
+from pastset.errors import PastSetConnectionError
+from pastset.proc import exit_status, stop_process
+from pastset.settings import Settings
+from pastset.transport.proxies import connection_error, lookup, proxy
 
 __all__ = ["Worker", "host_specs"]
 
@@ -175,7 +175,7 @@ class Worker:
         env = self.settings.child_environment(os.environ)
         env["PSTASK"] = task["id"]
         env["PYTHONUNBUFFERED"] = "1"
-        cmd = [*_python(self.settings), "-m", "pastset.runner", task["app"], *task["args"]]
+        cmd = [*_python(self.settings), "-m", "pastset.commands.runner", task["app"], *task["args"]]
         log.info("client %s runs task %s: %s", self.cid, task["id"], " ".join(cmd))
         try:
             proc = subprocess.Popen(

@@ -15,7 +15,7 @@ the multiplexing server would serve every connection from one thread and let a
 single blocked observe stop the whole run.  Stacks are set to 1 MiB so that
 thousands of threads stay cheap in address space as well.
 
-Messages are opaque bytes encoded by :mod:`pastset.wire`; Pyro5 carries them with
+Messages are opaque bytes encoded by :mod:`pastset.transport.wire`; Pyro5 carries them with
 its msgpack serializer.  Nothing received is ever unpickled.
 """
 
@@ -36,15 +36,22 @@ import Pyro5.errors
 import Pyro5.nameserver
 from Pyro5 import config as pyro_config
 
-from . import tls, wire
-from .channel import secret_matches
-from .channel_server import ChannelServer, Serve
-from .element import Element, deadline
-from .errors import ConfigurationError, PastSetError, PastSetTypeError, PastSetValueError, RemoteError, XFunctionError
-from .journal import Journal, journal_path
-from .naming import FACTORY, scheduler_name, space_name
-from .scheduler import Scheduler
-from .space import Space, describe
+from pastset.core.element import Element, deadline
+from pastset.core.journal import Journal, journal_path
+from pastset.core.naming import FACTORY, scheduler_name, space_name
+from pastset.core.scheduler import Scheduler
+from pastset.core.space import Space, describe
+from pastset.errors import (
+    ConfigurationError,
+    PastSetError,
+    PastSetTypeError,
+    PastSetValueError,
+    RemoteError,
+    XFunctionError,
+)
+from pastset.transport import tls, wire
+from pastset.transport.channel import secret_matches
+from pastset.transport.channel_server import ChannelServer, Serve
 
 __all__ = ["SchedulerService", "Server", "SpaceService", "scheduler_name", "space_name"]
 
@@ -158,7 +165,7 @@ class _Gauge:
 
 @Pyro5.api.expose
 class SpaceService:
-    """The Pyro5 face of one :class:`~pastset.space.Space`: a single ``call`` entry.
+    """The Pyro5 face of one :class:`~pastset.core.space.Space`: a single ``call`` entry.
 
     A request is ``encode((op, *args))``; a reply is ``encode((0, result))`` or
     ``encode((1, error_class_name, message, remote_traceback))``.
@@ -168,7 +175,7 @@ class SpaceService:
         self.space = space
         self.scheduler = scheduler
         self.calls = _Gauge()
-        #: Port of the server's direct channel (pastset.channel), None when it is off.
+        #: Port of the server's direct channel (pastset.transport.channel), None when it is off.
         self.channel_port: int | None = None
         self._ops: dict[str, Callable[..., Any]] = {
             "enter": self._enter,
@@ -382,7 +389,7 @@ class SpaceService:
 
 @Pyro5.api.expose
 class SchedulerService:
-    """The Pyro5 face of a :class:`~pastset.scheduler.Scheduler` (plain msgpack data)."""
+    """The Pyro5 face of a :class:`~pastset.core.scheduler.Scheduler` (plain msgpack data)."""
 
     def __init__(self, scheduler: Scheduler) -> None:
         self.scheduler = scheduler
@@ -482,7 +489,7 @@ class _Daemon(Pyro5.nameserver.NameServerDaemon):
 class Server:
     """A PastSet server process: name server plus spaces (and schedulers).
 
-    Element operations also have a direct channel (:mod:`pastset.channel`) on a
+    Element operations also have a direct channel (:mod:`pastset.transport.channel`) on a
     port of its own next to the daemon's (``channel``: "auto" for a free port,
     a port number, or "off"), unless Pyro5's TLS is on.
     """

@@ -4,7 +4,7 @@ With PSWEB set (``PORT`` or ``HOST:PORT``; port 0: any free port) the server
 process of a run also serves one self-contained page — inline CSS and script,
 nothing fetched from elsewhere — showing the run's nodes, tasks, elements and
 progress, refreshed by polling ``GET /api/status`` (the scheduler's snapshot
-plus :func:`~pastset.overview.status_of`).  It binds 127.0.0.1 unless
+plus :func:`~pastset.server.overview.status_of`).  It binds 127.0.0.1 unless
 PSWEB names a host.
 
 Control needs the run's secret.  The page opened as ``/?token=SECRET`` shows
@@ -30,9 +30,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
-from .overview import clients_of, status_of
-from .runs import runs_dir
-from .server import SchedulerService, Server
+from pastset.launch.runs import runs_dir
+from pastset.server.host import SchedulerService, Server
+from pastset.server.overview import clients_of, status_of
 
 __all__ = ["StatusPage", "start_web", "web_address"]
 

@@ -14,7 +14,7 @@ its override) is handed to a thread of its own, exactly as before: that
 connection is left out of the loop until the thread has sent the reply, so a
 client's requests are still answered in order, and a blocked observe holds up
 no one.  Whether a request would block is decided under the element's lock
-and the request then runs under it (:meth:`pastset.server.SpaceService.try_parts`),
+and the request then runs under it (:meth:`pastset.server.host.SpaceService.try_parts`),
 so nothing the loop runs ever waits.
 
 Replies the socket cannot take at once (a large array to a slow reader) are
@@ -35,8 +35,8 @@ from typing import Any
 
 import Pyro5.callcontext
 
-from . import wire
-from .channel import (
+from pastset.transport import wire
+from pastset.transport.channel import (
     HANDSHAKE_TIMEOUT,
     MAX_FRAME,
     SMALL,

@@ -13,9 +13,9 @@ import Pyro5.api
 import Pyro5.core
 import Pyro5.errors
 
-from . import tls
-from .channel import keep_alive_socket
-from .errors import PastSetConnectionError
+from pastset.errors import PastSetConnectionError
+from pastset.transport import tls
+from pastset.transport.channel import keep_alive_socket
 
 __all__ = ["connection_error", "keep_alive", "lookup", "proxy", "refused"]
 

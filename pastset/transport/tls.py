@@ -26,7 +26,7 @@ from typing import Any
 import Pyro5.socketutil
 from Pyro5 import config as pyro_config
 
-from .errors import ConfigurationError
+from pastset.errors import ConfigurationError
 
 __all__ = ["check_client", "check_server", "enabled", "hint"]
 

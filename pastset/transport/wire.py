@@ -10,7 +10,7 @@ buffer (``tobytes``/``frombuffer``), never element by element.
 :func:`encode_parts` / :func:`decode_parts` are the same codec with large arrays
 *out of band*: the message body refers to them by number and their memory
 travels beside it, so a transport that can send several buffers (the direct
-channel, :mod:`pastset.channel`) never copies a large array into the message
+channel, :mod:`pastset.transport.channel`) never copies a large array into the message
 nor out of it again.
 
 Nothing here ever unpickles: a type object is sent by name and looked up in a
@@ -28,7 +28,7 @@ from typing import Any
 
 import msgpack
 
-from .errors import SerialisationError
+from pastset.errors import SerialisationError
 
 
 def _numpy() -> Any:
