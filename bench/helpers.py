@@ -257,7 +257,7 @@ def ablation(mode: str) -> None:
 
     Modes: ``raw`` (a bare TCP echo of length-prefixed frames, no Pyro5),
     ``echo`` (a Pyro5 object returning the request bytes), ``wire`` (plus
-    pastset.transport.wire decode of the request and encode of the reply), ``element``
+    pastset.wire decode of the request and encode of the reply), ``element``
     (plus the operation on a pastset Element), ``dispatch`` (pastset's
     SpaceService request handling without its call gauge), ``service``
     (SpaceService.call, exactly what the pastset server runs, in a plain Pyro5 daemon).
@@ -298,10 +298,10 @@ def ablation(mode: str) -> None:
     import Pyro5.api
     from Pyro5 import config
 
+    from pastset import wire
     from pastset.core.space import Space
     from pastset.element import Element
     from pastset.server.host import SpaceService
-    from pastset.transport import wire
 
     config.SERVERTYPE = "thread"
     config.THREADPOOL_SIZE = 200

@@ -53,12 +53,12 @@ _FRAME = re.compile(r"^(?P<func>.*) \((?P<file>[^()]*?)(?::(?P<line>\d+))?\)$")
 ABLATION = (
     ("raw", "raw TCP round trips, Python at both ends, no Pyro5 (the floor)"),
     ("echo", "+ Pyro5 (proxy, protocol, daemon, msgpack serializer): a bare Pyro5 echo of the bytes"),
-    ("wire", "+ server: pastset.transport.wire decode of the request, encode of the reply"),
+    ("wire", "+ server: pastset.wire decode of the request, encode of the reply"),
     ("element", "+ server: Element.move / Element.observe (lock, notify)"),
     ("dispatch", "+ server: SpaceService dispatch (op table, deadline, _apply, counters)"),
     ("service", "+ server: the call gauge around it (SpaceService.call)"),
     ("server", "the real pastset server process over its direct channel (pastset.transport.channel) instead of Pyro5"),
-    ("full", "+ client: ElementHandle / PastSet._call and pastset.transport.wire encode and decode"),
+    ("full", "+ client: ElementHandle / PastSet._call and pastset.wire encode and decode"),
 )
 
 
@@ -74,7 +74,7 @@ def ablation(
     import Pyro5.api
 
     import pastset
-    from pastset.transport import wire
+    from pastset import wire
 
     started: list[sp.Popen[str]] = []
     fns: dict[str, Callable[[], None]] = {}
@@ -178,10 +178,10 @@ def hot_costs(count: int) -> Hot:
     import msgpack
     import numpy as np
 
+    from pastset import wire
     from pastset.core.space import Space
     from pastset.element import Element
     from pastset.server.host import SpaceService
-    from pastset.transport import wire
 
     space = Space("decomposition")
     service = SpaceService(space)
@@ -225,8 +225,8 @@ def hot_costs(count: int) -> Hot:
     packed_ints = msgpack.packb(ints)
     rows: Hot = []
     for label, fn, n in (
-        ("pair: client pastset.transport.wire, encode 2 requests + decode 2 replies", client_wire, count),
-        ("pair: server pastset.transport.wire, decode 2 requests + encode 2 replies", server_wire, count),
+        ("pair: client pastset.wire, encode 2 requests + decode 2 replies", client_wire, count),
+        ("pair: server pastset.wire, decode 2 requests + encode 2 replies", server_wire, count),
         ("pair: server SpaceService.call x2 (wire + dispatch + gauge + element)", server_call, count),
         ("pair: server SpaceService._call x2 (the same without the gauge)", server_call_nogauge, count),
         ("pair: Element.move + Element.observe alone", element_only, count),
@@ -263,7 +263,7 @@ def hot_costs(count: int) -> Hot:
 
 # --------------------------------------------------------------------- sampling
 BUCKETS = (
-    "pastset.transport.wire codec (+ its msgpack)",
+    "pastset.wire codec (+ its msgpack)",
     "Pyro5 serializer (msgpack of Pyro messages)",
     "Pyro5 call machinery (proxy / daemon / protocol)",
     "socket send/recv syscalls (client: includes waiting for the reply)",

@@ -125,7 +125,7 @@ def profile_summary(facts: dict[str, Any], abl: list[tuple[str, float, float]], 
             "half of that: in place, every request runs after a context switch with cold caches."
         )
         out.append(
-            f"- **Client.** The client API (ElementHandle, PastSet._call, pastset.transport.wire encode/decode) adds "
+            f"- **Client.** The client API (ElementHandle, PastSet._call, pastset.wire encode/decode) adds "
             f"{step['full'][1]:+.0f} µs per pair."
         )
     if sampled:
@@ -139,10 +139,10 @@ def profile_summary(facts: dict[str, Any], abl: list[tuple[str, float, float]], 
             "- **Sampling** (client and server on different cores): the client spends "
             f"{pct(cb, ct, 3):.0f} % of its time in socket calls "
             f"(mostly waiting for the reply), {pct(cb, ct, 1, 2):.0f} % in Pyro5's proxy and serializer, "
-            f"{pct(cb, ct, 0):.0f} % in pastset.transport.wire and {pct(cb, ct, 7):.0f} % in pastset.client. Of the "
+            f"{pct(cb, ct, 0):.0f} % in pastset.wire and {pct(cb, ct, 7):.0f} % in pastset.client. Of the "
             f"server's time serving requests, {pct(sb, st, 1, 2):.0f} % is "
             f"Pyro5's daemon, protocol and serializer, {pct(sb, st, 3):.0f} % socket send/recv, "
-            f"{pct(sb, st, 0):.0f} % pastset.transport.wire, {pct(sb, st, 5, 6):.0f} % pastset's dispatch and element, "
+            f"{pct(sb, st, 0):.0f} % pastset.wire, {pct(sb, st, 5, 6):.0f} % pastset's dispatch and element, "
             f"{pct(sb, st, 10):.0f} % the direct channel's event loop and its socket calls "
             f"and {pct(sb, st, 4):.0f} % threading (locks, condition notify)."
         )

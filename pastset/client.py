@@ -18,11 +18,12 @@ import Pyro5.api
 import Pyro5.core
 import Pyro5.errors
 
+from pastset import wire
 from pastset.core.element import check_delta, check_index, check_template
 from pastset.core.naming import FACTORY, space_name
 from pastset.errors import BY_NAME, PastSetConnectionError, PastSetTypeError, RemoteError
 from pastset.settings import Settings
-from pastset.transport import tls, wire
+from pastset.transport import tls
 from pastset.transport.channel import Channel
 from pastset.transport.proxies import connection_error, keep_alive, proxy, refused
 

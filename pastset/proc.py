@@ -18,6 +18,8 @@ import sys
 import threading
 from collections.abc import Callable
 
+from pastset.entrypoints import MODULES
+
 __all__ = ["die_with_parent", "end_pids", "exit_status", "processes_of_run", "stop_process", "watch_lifeline"]
 
 log = logging.getLogger(__name__)
@@ -113,7 +115,7 @@ def processes_of_run(run_id: str) -> list[int]:
         except OSError:
             continue
         in_args = any(a == b"--run" and b == run_id.encode() for a, b in itertools.pairwise(args))
-        cleaner = any(a == b"clean" or a.endswith((b"pypsclean", b"pastset.commands.clean")) for a in args)
+        cleaner = any(a == b"clean" or a.endswith((b"pypsclean", MODULES["clean"].encode())) for a in args)
         if (in_args and not cleaner) or marker_env in environ:
             found.append(int(entry.name))
     return sorted(found)

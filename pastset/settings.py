@@ -213,7 +213,7 @@ class Settings:
         log.warning("%s", message)
 
     def _run_helper(self, helper: str, env: MutableMapping[str, str]) -> None:
-        from pastset.launch.confhelp import BUILTIN
+        from pastset.confhelp import BUILTIN
 
         if helper in BUILTIN:
             BUILTIN[helper](env)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from pastset.errors import SerialisationError
-from pastset.transport.wire import OUT_OF_BAND, decode, decode_parts, encode, encode_parts
+from pastset.wire import OUT_OF_BAND, decode, decode_parts, encode, encode_parts
 
 VALUES = [
     None,

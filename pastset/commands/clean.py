@@ -11,11 +11,12 @@ import socket
 import sys
 
 from pastset.commands import parser_for
+from pastset.entrypoints import MODULES
 from pastset.errors import PastSetError
 from pastset.launch.run import remote_command
-from pastset.launch.runs import forget_run, list_runs
 from pastset.launch.ssh import RemoteProcess, SshCommandProcess, connect
 from pastset.proc import end_pids, processes_of_run
+from pastset.runs import forget_run, list_runs
 from pastset.settings import Settings, configure_logging
 
 __all__ = ["main"]
@@ -76,7 +77,7 @@ def _is_pypsrun(pid: int) -> bool:
             args = f.read().split(b"\0")
     except OSError:
         return False
-    return pid > 0 and any(a.endswith((b"pypsrun", b"pastset.commands.run")) for a in args)
+    return pid > 0 and any(a.endswith((b"pypsrun", MODULES["run"].encode())) for a in args)
 
 
 def _clean_remote(host: str, run_id: str, dry_run: bool, ssh: str, settings: Settings) -> int:

@@ -12,6 +12,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import pastset
+from pastset.entrypoints import MODULES
 from pastset.items.plan import JOBS, RESULTS, finished, load_plan, log_line, record_result
 
 
@@ -34,7 +35,7 @@ def main(argv: list[str]) -> int:
     results = pset.enter(RESULTS)
     jobs.move_many([(item.index, item.value) for item in todo])
     for _ in range(plan.workers):
-        pset.spawn("module:pastset.commands.items_worker")
+        pset.spawn("module:" + MODULES["items_worker"])
     failed: list[int] = []
     seconds: list[float] = []
     began = time.monotonic()

@@ -21,7 +21,7 @@ from pastset.commands import parser_for
 from pastset.core.naming import scheduler_name
 from pastset.errors import PastSetConnectionError, PastSetError
 from pastset.items.plan import tally
-from pastset.launch.runs import list_runs, pick_run
+from pastset.runs import list_runs, pick_run
 from pastset.server.overview import clients_of, status_of
 from pastset.settings import Settings, configure_logging
 from pastset.transport.proxies import connection_error, lookup, proxy

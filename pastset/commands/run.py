@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pastset.commands import load_settings, parser_for
 from pastset.errors import PastSetError
 from pastset.launch.run import Run
-from pastset.launch.runs import forget_run, record_run
+from pastset.runs import forget_run, record_run
 from pastset.settings import Settings, configure_logging
 from pastset.transport import tls
 

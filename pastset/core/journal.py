@@ -10,7 +10,7 @@ killed (SIGKILL) and is replayed when a server for the same run starts again.
 With PSJOURNALSYNC=yes each record is also ``fsync``-ed, so acknowledged
 changes survive a power loss too, at a much higher cost per operation.
 
-Records are length-prefixed :mod:`pastset.transport.wire` messages; a record cut short by
+Records are length-prefixed :mod:`pastset.wire` messages; a record cut short by
 a crash is ignored on replay (its operation was never acknowledged).
 """
 
@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from pastset.transport import wire
+from pastset import wire
 
 __all__ = ["Journal", "journal_path", "read_journal"]
 

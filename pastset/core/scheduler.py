@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from pastset.core.space import Space
+from pastset.entrypoints import SPAWNABLE
 from pastset.errors import AppNotFoundError, PastSetTimeoutError, PastSetTypeError, RunEndedError
 from pastset.psbin import find_in_path
 
@@ -142,7 +143,7 @@ class Scheduler:
         if not isinstance(app, str) or not app:
             raise PastSetTypeError(f"spawn needs the application's file name, got {app!r}")
         arglist = normalise_args(args)
-        if self.check_apps and not app.startswith("module:pastset.") and find_in_path(app, self.space.psbin) is None:
+        if self.check_apps and app not in SPAWNABLE and find_in_path(app, self.space.psbin) is None:
             raise AppNotFoundError(
                 f"cannot spawn {app!r}: it is not in PSBIN ({':'.join(self.space.psbin)}); "
                 "put it there or set PSBIN to its directory"

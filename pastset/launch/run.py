@@ -34,6 +34,7 @@ import Pyro5.errors
 
 from pastset import __version__
 from pastset.core.naming import scheduler_name
+from pastset.entrypoints import MODULES, python_m
 from pastset.errors import AppNotFoundError, PastSetConnectionError, PastSetError
 from pastset.launch.deploy import deployed_python
 from pastset.launch.hosts import assign_clients, read_hosts_file
@@ -78,7 +79,7 @@ def remote_command(settings: Settings, role: str, *args: str) -> str:
     pastset version is used if it exists, else the same interpreter path as
     here (clusters usually share home directories and software), else ``python3``.
     """
-    tail = " ".join(shlex.quote(a) for a in ("-m", "pastset.commands.remote", role, *args))
+    tail = " ".join(shlex.quote(a) for a in ("-m", MODULES["remote"], role, *args))
     cd = f"cd {shlex.quote(os.getcwd())} 2>/dev/null || cd"
     paths = _package_path_env({k: os.environ[k] for k in ("PATH", "PYTHONPATH") if k in os.environ})
     if paths:  # search paths only (never secrets): the interpreter needs them before it starts
@@ -186,9 +187,8 @@ class Run:
 
     def _start(self, host: str, role: str, args: list[str], capture: bool = False) -> Process:
         if self.is_local(host):
-            module = {"server": "pastset.commands.server", "client": "pastset.commands.client"}[role]
             extra = ["--lifeline"] if role == "client" else []
-            return LocalProcess([sys.executable, "-m", module, *args, *extra], self._env(), capture)
+            return LocalProcess([*python_m(role), *args, *extra], self._env(), capture)
         command = remote_command(self.settings, role, *args)
         if self.custom_ssh:
             return SshCommandProcess(self.settings.PSSSH, host, command, self._remote_env())

@@ -26,6 +26,7 @@ from typing import IO, Any
 import Pyro5.errors
 
 from pastset.core.naming import scheduler_name
+from pastset.entrypoints import MODULES
 from pastset.errors import PastSetConnectionError
 from pastset.proc import exit_status, stop_process
 from pastset.settings import Settings
@@ -175,7 +176,7 @@ class Worker:
         env = self.settings.child_environment(os.environ)
         env["PSTASK"] = task["id"]
         env["PYTHONUNBUFFERED"] = "1"
-        cmd = [*_python(self.settings), "-m", "pastset.commands.runner", task["app"], *task["args"]]
+        cmd = [*_python(self.settings), "-m", MODULES["runner"], task["app"], *task["args"]]
         log.info("client %s runs task %s: %s", self.cid, task["id"], " ".join(cmd))
         try:
             proc = subprocess.Popen(

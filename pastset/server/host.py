@@ -15,7 +15,7 @@ the multiplexing server would serve every connection from one thread and let a
 single blocked observe stop the whole run.  Stacks are set to 1 MiB so that
 thousands of threads stay cheap in address space as well.
 
-Messages are opaque bytes encoded by :mod:`pastset.transport.wire`; Pyro5 carries them with
+Messages are opaque bytes encoded by :mod:`pastset.wire`; Pyro5 carries them with
 its msgpack serializer.  Nothing received is ever unpickled.
 """
 
@@ -36,6 +36,7 @@ import Pyro5.errors
 import Pyro5.nameserver
 from Pyro5 import config as pyro_config
 
+from pastset import wire
 from pastset.core.element import Element, deadline
 from pastset.core.journal import Journal, journal_path
 from pastset.core.naming import FACTORY, scheduler_name, space_name
@@ -49,7 +50,7 @@ from pastset.errors import (
     RemoteError,
     XFunctionError,
 )
-from pastset.transport import tls, wire
+from pastset.transport import tls
 from pastset.transport.channel import secret_matches
 from pastset.transport.channel_server import ChannelServer, Serve
 

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
-from pastset.launch.runs import runs_dir
+from pastset.runs import runs_dir
 from pastset.server.host import SchedulerService, Server
 from pastset.server.overview import clients_of, status_of
 

@@ -1,7 +1,7 @@
 """The direct channel: element operations over a plain framed TCP stream, beside Pyro5.
 
 Every PastSet operation is one request and one reply of opaque bytes encoded
-by :mod:`pastset.transport.wire` (see :class:`pastset.server.host.SpaceService`).  Carried by
+by :mod:`pastset.wire` (see :class:`pastset.server.host.SpaceService`).  Carried by
 Pyro5, each such call also pays for Pyro5's message header, its msgpack
 serializer wrapping the bytes once more, the proxy and the daemon dispatch:
 measured here that was about 30 µs of a 110 µs move+observe pair, more than
@@ -13,7 +13,7 @@ the handshake check and the client's end.
 
 A frame is a 6-byte header (body length, number of out-of-band buffers), one
 8-byte length per buffer, the body, then the buffers: large NumPy arrays travel
-beside the body (:func:`pastset.transport.wire.encode_parts`), sent straight from the
+beside the body (:func:`pastset.wire.encode_parts`), sent straight from the
 array's memory and received into the memory the decoded array then uses.
 
 Pyro5 stays what finds things and runs everything else: the name server, the
@@ -21,7 +21,7 @@ scheduler, control and monitoring.  A client asks the space (through Pyro5)
 where its channel listens, then opens one channel per thread.  The first frame
 on a channel is a handshake carrying the run's secret and the task id, checked
 exactly as Pyro5's handshake is; nothing is read as a request before it passed.
-Frames are decoded by :mod:`pastset.transport.wire` only (msgpack; nothing is unpickled).
+Frames are decoded by :mod:`pastset.wire` only (msgpack; nothing is unpickled).
 
 The channel is switched off when Pyro5's TLS is on (``PYRO_SSL``), so that an
 encrypted run sends every byte through Pyro5's TLS.
@@ -34,8 +34,8 @@ import socket
 import struct
 from typing import Any
 
+from pastset import wire
 from pastset.errors import PastSetConnectionError
-from pastset.transport import wire
 
 __all__ = ["Channel", "keep_alive_socket", "parse_frame", "secret_matches", "send_frame", "small_frame"]
 

@@ -35,7 +35,7 @@ from typing import Any
 
 import Pyro5.callcontext
 
-from pastset.transport import wire
+from pastset import wire
 from pastset.transport.channel import (
     HANDSHAKE_TIMEOUT,
     MAX_FRAME,

@@ -19,7 +19,7 @@ from pastset.errors import ConfigurationError, ExpiredError, PastSetError, PastS
 from pastset.launch.hosts import parse_hosts
 from pastset.settings import SPEC, Settings
 from pastset.transport.proxies import proxy
-from pastset.transport.wire import decode, encode
+from pastset.wire import decode, encode
 
 scalars = st.one_of(
     st.none(),

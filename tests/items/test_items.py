@@ -173,7 +173,7 @@ def test_bad_arguments_are_clear(tmp_path):
 # ------------------------------------------------------------ three hosts
 @pytest.mark.netns
 def test_500_files_on_three_hosts_copy_mode_kill_pause_stop_restart(tmp_path):
-    sys.path.insert(0, str(Path(__file__).resolve().parent / "infra"))
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "infra"))
     from netns_hosts import NetnsHosts
 
     data = tmp_path / "data"

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent / "infra"))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "infra"))
 
 from conftest import EXAMPLES, processes_mentioning
 from netns_hosts import NetnsHosts
@@ -130,7 +130,7 @@ def test_the_wheelhouse_holds_pastset_its_dependencies_and_pip(wheelhouse, tmp_p
 
 def test_a_checkout_is_built_from_source_and_an_installation_packed_back():
     probe = "from pastset.launch.wheelhouse import source_tree; print(source_tree())"
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     from_checkout = subprocess.run([sys.executable, "-c", probe], cwd=root, capture_output=True, text=True, timeout=30)
     assert from_checkout.stdout.strip() == str(root), from_checkout.stderr
     installed = subprocess.run([sys.executable, "-c", probe], cwd="/", capture_output=True, text=True, timeout=30)

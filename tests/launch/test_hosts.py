@@ -7,8 +7,8 @@ import os
 
 import pytest
 
+from pastset.confhelp import pbs, slurm
 from pastset.errors import ConfigurationError
-from pastset.launch.confhelp import pbs, slurm
 from pastset.launch.hosts import HostEntry, assign_clients, parse_hosts, read_hosts_file
 from pastset.settings import Settings
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent / "infra"))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "infra"))
 
 from conftest import EXAMPLES
 from slurm_cluster import SlurmCluster

@@ -34,7 +34,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from pastset.core.scheduler import Scheduler
 from pastset.core.space import Space
-from pastset.launch.runs import runs_dir
+from pastset.runs import runs_dir
 from pastset.server.host import SchedulerService, Server
 from pastset.server.web import StatusPage, start_web, web_address
 
@@ -42,7 +42,7 @@ pytestmark = pytest.mark.timeout(120)
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
-INSTALL = Path(__file__).resolve().parent / "infra" / "apt-install.sh"
+INSTALL = Path(__file__).resolve().parent.parent / "infra" / "apt-install.sh"
 FLAGS = [
     "--headless",
     "--no-sandbox",

@@ -17,7 +17,7 @@ from conftest import start_server, stop_server
 import pastset
 from pastset.errors import PastSetConnectionError
 from pastset.transport.channel import Channel
-from pastset.transport.wire import decode, encode
+from pastset.wire import decode, encode
 
 
 def _connections_to(port: int) -> int:
