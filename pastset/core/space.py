@@ -20,6 +20,7 @@ from typing import Any
 
 from pastset.core.element import Element, check_template, deleted_error, template_key
 from pastset.core.journal import Journal
+from pastset.core.waits import WaitRegistry
 from pastset.errors import (
     AppNotFoundError,
     PastSetError,
@@ -98,6 +99,8 @@ class Space:
         self.activity = threading.Condition()
         self._blocked: dict[str, int] = {}
         self._generation = 0
+        #: every blocked operation of this space, with its caller (who waits on what)
+        self.waits = WaitRegistry()
         self.moves = 0
         self.observes = 0
         self.journal: Journal | None = None
