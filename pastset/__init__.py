@@ -17,6 +17,7 @@ from pastset.client import ElementHandle, PastSet
 from pastset.errors import (
     AppNotFoundError,
     ConfigurationError,
+    DeployError,
     ElementDeletedError,
     ExpiredError,
     PastSetConnectionError,
@@ -27,6 +28,7 @@ from pastset.errors import (
     RemoteError,
     RunEndedError,
     SerialisationError,
+    WheelhouseError,
     XFunctionError,
 )
 
@@ -35,6 +37,7 @@ __version__ = "0.1.0"
 __all__ = [
     "AppNotFoundError",
     "ConfigurationError",
+    "DeployError",
     "ElementDeletedError",
     "ElementHandle",
     "ExpiredError",
@@ -47,6 +50,7 @@ __all__ = [
     "RemoteError",
     "RunEndedError",
     "SerialisationError",
+    "WheelhouseError",
     "XFunctionError",
     "__version__",
     "element",

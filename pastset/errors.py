@@ -12,6 +12,7 @@ from __future__ import annotations
 __all__ = [
     "AppNotFoundError",
     "ConfigurationError",
+    "DeployError",
     "ElementDeletedError",
     "ExpiredError",
     "PastSetConnectionError",
@@ -22,6 +23,7 @@ __all__ = [
     "RemoteError",
     "RunEndedError",
     "SerialisationError",
+    "WheelhouseError",
     "XFunctionError",
 ]
 
@@ -77,6 +79,14 @@ class XFunctionError(PastSetError):
     """An X-function could not be loaded, or raised while filtering a tuple."""
 
 
+class DeployError(PastSetError):
+    """Deploying pastset to a host, or erasing it there, failed."""
+
+
+class WheelhouseError(PastSetError):
+    """The wheels for a deployment cannot be made here."""
+
+
 class RemoteError(PastSetError):
     """An unexpected error inside the server; ``remote_traceback`` holds its cause."""
 
@@ -97,6 +107,8 @@ BY_NAME: dict[str, type[PastSetError]] = {
         AppNotFoundError,
         SerialisationError,
         XFunctionError,
+        DeployError,
+        WheelhouseError,
         RemoteError,
     )
 }

@@ -52,7 +52,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from pastset.errors import PastSetError
+from pastset.errors import DeployError, PastSetError
 from pastset.launch.ssh import CONNECT_TIMEOUT, Connection, connect, paramiko
 from pastset.launch.wheelhouse import Wheelhouse
 
@@ -77,10 +77,6 @@ STAMP = "pastset-deploy.json"
 COMMAND_TIMEOUT = 60.0
 INSTALL_TIMEOUT = 600.0
 _VERSION = re.compile(r"[A-Za-z0-9.+!_-]+")
-
-
-class DeployError(PastSetError):
-    """Deploying pastset to a host, or erasing it there, failed."""
 
 
 @dataclass(frozen=True)

@@ -51,7 +51,7 @@ import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from pastset.errors import PastSetError
+from pastset.errors import WheelhouseError
 
 __all__ = ["MANIFEST", "Wheelhouse", "WheelhouseError", "build_wheelhouse", "open_wheelhouse", "source_tree"]
 
@@ -64,10 +64,6 @@ _LEFT_OUT = {"RECORD", "INSTALLER", "REQUESTED", "direct_url.json"}
 _REQUIREMENT = re.compile(
     r"\s*(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:\[(?P<extras>[^\]]*)\])?[^;]*(?:;(?P<marker>.*))?$"
 )
-
-
-class WheelhouseError(PastSetError):
-    """The wheels for a deployment cannot be made here."""
 
 
 @dataclass(frozen=True)
