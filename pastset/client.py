@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from dataclasses import replace
 from typing import Any
 
 import Pyro5.api
@@ -22,7 +23,7 @@ from pastset import wire
 from pastset.core.element import check_delta, check_index, check_template
 from pastset.core.naming import FACTORY, space_name
 from pastset.errors import BY_NAME, PastSetConnectionError, PastSetTypeError, RemoteError
-from pastset.settings import Settings
+from pastset.settings import Settings, Wiring
 from pastset.transport import tls
 from pastset.transport.channel import Channel
 from pastset.transport.proxies import connection_error, keep_alive, proxy, refused
@@ -50,14 +51,12 @@ class PastSet:
 
     def __init__(self, run: str | None = None, ns: str | None = None, secret: str | None = None) -> None:
         settings = Settings.load(run_helper=False)
-        if ns is not None:
-            settings.PSNS = ns
-        if secret is not None:
-            settings.PSSECRET = secret
-        host, port = settings.ns_address()
-        self._run = run or settings.PSRUN or "default"
-        self._task = settings.PSTASK
-        self._secret = settings.PSSECRET
+        wiring = Wiring.of(settings)
+        wiring = replace(wiring, ns=wiring.ns if ns is None else ns, secret=wiring.secret if secret is None else secret)
+        host, port = wiring.ns_address()
+        self._run = run or wiring.run or "default"
+        self._task = wiring.task
+        self._secret = wiring.secret
         self._deadtime = settings.PSDEADTIME
         self._where = f"name server {host}:{port} (PSNS), run {self._run!r} (PSRUN)"
         self._local = threading.local()

@@ -25,7 +25,7 @@ import platformdirs
 
 from pastset.errors import ConfigurationError
 
-__all__ = ["SETTINGS_HELP", "Settings", "config_paths"]
+__all__ = ["PASSED_ON", "SETTINGS_HELP", "Settings", "Wiring", "adopt_environment", "config_paths"]
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +47,15 @@ def _int_at_least(low: int) -> Callable[[str], int]:
         return value
 
     return parse
+
+
+def _optional(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    """``parse``, with the empty text meaning "unset" (None)."""
+
+    def optional(text: str) -> Any:
+        return None if not text else parse(text)
+
+    return optional
 
 
 def _level(text: str) -> str:
@@ -107,7 +116,11 @@ SPEC: dict[str, tuple[Callable[[str], Any], str, str]] = {
     "PSSSHACCEPT": (_yes_no, "no", "accept unknown SSH host keys (only for throwaway test clusters)"),
     "PSPYTHON": (_text, "python", "python command on the nodes (locally: this Python)"),
     "PSPKILL": (_text, "pkill -9 -f", "kill-by-name command (kept for compatibility; unused)"),
-    "PSWAITPROCS": (_int_at_least(0), "", "clients that must register before the app starts (default PSPROCS)"),
+    "PSWAITPROCS": (
+        _optional(_int_at_least(0)),
+        "",
+        "clients to register before the app starts (default PSPROCS)",
+    ),
     "PSLOGPATH": (_text, "", "log file (empty: no log file)"),
     "PSLOGLEVEL": (_level, "warning", "debug, info, warning, error or critical"),
     "PSCONFHELP": (_text, "", "configuration helper script run before the environment is read"),
@@ -129,34 +142,44 @@ SPEC: dict[str, tuple[Callable[[str], Any], str, str]] = {
 }
 
 
-@dataclass
-class Settings:
-    """Typed settings of a pastset process.  Build with :meth:`Settings.load`."""
+def _default(name: str) -> Any:
+    """The typed default of setting ``name``, parsed from its text in SPEC (the one place defaults are written)."""
+    parse, text, _ = SPEC[name]
+    return parse(text)
 
-    PSBIN: str = "."
-    PSROOT: str = ""
-    PSMASTER: str = ""
-    PSHOSTS: str = ""
-    PSPROCS: int = 1
-    PSSSH: str = "ssh"
-    PSSSHACCEPT: bool = False
-    PSPYTHON: str = "python"
-    PSPKILL: str = "pkill -9 -f"
-    PSWAITPROCS: int | None = None
-    PSLOGPATH: str = ""
-    PSLOGLEVEL: str = "warning"
-    PSCONFHELP: str = ""
-    PSSLOTS: int = 1
-    PSPROGRESS: bool = False
-    PSWEB: str = ""
-    PSDEADTIME: float = 6.0
-    PSCHANNEL: str = "auto"
-    PSJOURNAL: str = ""
-    PSJOURNALSYNC: bool = False
-    PSSECRET: str = ""
-    PSNS: str = ""
-    PSRUN: str = ""
-    PSTASK: str = ""
+
+@dataclass(frozen=True)
+class Settings:
+    """Typed settings of a pastset process, read-only once loaded.  Build with :meth:`Settings.load`.
+
+    What a run wires up as it starts (its id, secret, name server, effective
+    PSBIN) is not a setting: it travels as a :class:`Wiring`.
+    """
+
+    PSBIN: str = _default("PSBIN")
+    PSROOT: str = _default("PSROOT")
+    PSMASTER: str = _default("PSMASTER")
+    PSHOSTS: str = _default("PSHOSTS")
+    PSPROCS: int = _default("PSPROCS")
+    PSSSH: str = _default("PSSSH")
+    PSSSHACCEPT: bool = _default("PSSSHACCEPT")
+    PSPYTHON: str = _default("PSPYTHON")
+    PSPKILL: str = _default("PSPKILL")
+    PSWAITPROCS: int | None = _default("PSWAITPROCS")
+    PSLOGPATH: str = _default("PSLOGPATH")
+    PSLOGLEVEL: str = _default("PSLOGLEVEL")
+    PSCONFHELP: str = _default("PSCONFHELP")
+    PSSLOTS: int = _default("PSSLOTS")
+    PSPROGRESS: bool = _default("PSPROGRESS")
+    PSWEB: str = _default("PSWEB")
+    PSDEADTIME: float = _default("PSDEADTIME")
+    PSCHANNEL: str = _default("PSCHANNEL")
+    PSJOURNAL: str = _default("PSJOURNAL")
+    PSJOURNALSYNC: bool = _default("PSJOURNALSYNC")
+    PSSECRET: str = _default("PSSECRET")
+    PSNS: str = _default("PSNS")
+    PSRUN: str = _default("PSRUN")
+    PSTASK: str = _default("PSTASK")
     #: where each value came from: "default", a file path, or "environment"
     sources: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
     #: problems met while loading (also logged as warnings)
@@ -174,6 +197,7 @@ class Settings:
         """Read defaults, then ini files, then run PSCONFHELP, then the environment."""
         env = os.environ if environ is None else environ
         self = cls()
+        assign = object.__setattr__  # frozen for everyone else: this is where values are set
         raw: dict[str, tuple[str, str]] = {}
         for path in config_paths() if files is None else files:
             parser = configparser.ConfigParser(interpolation=None)
@@ -197,14 +221,12 @@ class Settings:
         for key, (text, source) in raw.items():
             parse, default, _ = SPEC[key]
             text = text.strip()
-            if key == "PSWAITPROCS" and not text:
-                continue  # unset: follow PSPROCS
             try:
                 value = parse(text)
             except ValueError as err:
                 self._problem(f"{key}={text!r} from {source} is invalid ({err}); using the default {default!r}")
                 continue
-            setattr(self, key, value)
+            assign(self, key, value)
             self.sources[key] = source
         return self
 
@@ -246,28 +268,31 @@ class Settings:
 
     def ns_address(self) -> tuple[str, int]:
         """The run's name server as (host, port), or ConfigurationError if unknown."""
-        if not self.PSNS:
-            raise ConfigurationError(
-                "no PastSet run to connect to: PSNS is not set. Start your program with "
-                "'pypsrun APP' (which sets PSNS and PSRUN), or set PSNS=HOST:PORT and PSRUN=NAME "
-                "of a running pypsserver"
-            )
-        host, _, port = self.PSNS.rpartition(":")
-        return host, int(port)
+        return Wiring.of(self).ns_address()
 
-    def child_environment(self, base: Mapping[str, str]) -> dict[str, str]:
-        """``base`` plus the PS* settings that differ from their defaults, for child processes.
+    def child_environment(
+        self, wiring: Wiring | None = None, base: Mapping[str, str] | None = None, remote: bool = False
+    ) -> dict[str, str]:
+        """The environment of a child process: ``base`` (this process's environment), the
+        PS* settings that differ from their defaults, and the run's ``wiring``.
 
         Defaults are left out so that a child applies its own (a default PSPYTHON
-        means "the interpreter running pastset" there too).
+        means "the interpreter running pastset" there too).  For a process on
+        another host (``remote``) only search paths, locale and PYRO_* variables of
+        this environment are passed on, as pyPastSet did.
         """
-        env = {k: v for k, v in base.items() if k not in SPEC}
+        source = os.environ if base is None else base
+        if remote:
+            source = {k: v for k, v in source.items() if k in PASSED_ON or k.startswith("PYRO_")}
+        env = {k: v for k, v in source.items() if k not in SPEC}
         defaults = Settings()
         for f in fields(self):
             if f.name in SPEC:
                 value = getattr(self, f.name)
                 if value != getattr(defaults, f.name) or self.sources.get(f.name, "default") != "default":
                     env[f.name] = "" if value is None else str(value)
+        if wiring is not None:
+            env.update(wiring.environment())
         return env
 
     def describe(self) -> str:
@@ -284,6 +309,58 @@ class Settings:
             lines.append(f"  {path}{'  (read)' if read else '  (not found)'}")
         lines.append("PYRO_* variables pass through to Pyro5 (ports, hosts, ...).")
         return "\n".join(lines)
+
+
+#: What reaches processes on other hosts from this environment (beside the PS* settings).
+PASSED_ON = ("PATH", "PYTHONPATH", "LANG", "LC_ALL", "TZ")
+
+
+@dataclass(frozen=True)
+class Wiring:
+    """How the processes of one run find each other: set up by the run as it starts.
+
+    pypsrun makes the run id and the secret, learns the name server's address
+    once the server listens, and hands all of it to the processes it starts
+    through their environment (PSRUN, PSSECRET, PSNS, PSBIN), where
+    :meth:`of` reads it back.  It is a value the run owns and passes on, never
+    written into anyone's :class:`Settings`.
+    """
+
+    run: str = ""
+    secret: str = ""
+    #: the run's name server as HOST:PORT ("" until it listens)
+    ns: str = ""
+    #: the spawned task a process serves ("" for the app and the run's own processes)
+    task: str = ""
+    psbin: tuple[str, ...] = (".",)
+
+    @classmethod
+    def of(cls, settings: Settings) -> Wiring:
+        """The wiring this process was started with (from its settings)."""
+        return cls(settings.PSRUN, settings.PSSECRET, settings.PSNS, settings.PSTASK, tuple(settings.psbin))
+
+    def environment(self) -> dict[str, str]:
+        """The PS* variables that carry this wiring to a child process (unset parts left out)."""
+        values = {"PSRUN": self.run, "PSSECRET": self.secret, "PSNS": self.ns, "PSTASK": self.task}
+        env = {k: v for k, v in values.items() if v}
+        env["PSBIN"] = os.pathsep.join(self.psbin)
+        return env
+
+    def ns_address(self) -> tuple[str, int]:
+        """The run's name server as (host, port), or ConfigurationError if unknown."""
+        if not self.ns:
+            raise ConfigurationError(
+                "no PastSet run to connect to: PSNS is not set. Start your program with "
+                "'pypsrun APP' (which sets PSNS and PSRUN), or set PSNS=HOST:PORT and PSRUN=NAME "
+                "of a running pypsserver"
+            )
+        host, _, port = self.ns.rpartition(":")
+        return host, int(port)
+
+
+def adopt_environment(values: Mapping[str, str]) -> None:
+    """Make ``values`` part of this process's environment (a remote start receives it over SSH)."""
+    os.environ.update({str(k): str(v) for k, v in values.items()})
 
 
 SETTINGS_HELP = "Run with -h to see the settings, their sources and the files searched."

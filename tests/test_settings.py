@@ -103,3 +103,37 @@ def test_describe_shows_values_sources_and_files(tmp_path):
     text = Settings.load(environ={"PSLOGLEVEL": "debug"}, files=[conf]).describe()
     assert "PSPROCS" in text and str(conf) in text and "(read)" in text
     assert "'debug'" in text and "[environment]" in text
+
+
+def test_each_default_is_written_once_and_settings_are_read_only() -> None:
+    import dataclasses
+
+    from pastset.settings import SPEC
+
+    names = [f.name for f in dataclasses.fields(Settings) if f.name.startswith("PS")]
+    assert names == list(SPEC), "Settings fields and SPEC must list the same settings in the same order"
+    for name in names:
+        parse, text, _ = SPEC[name]
+        assert getattr(Settings(), name) == parse(text), name
+    loaded = Settings.load(environ={"PSPROCS": "3"}, files=[])
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        loaded.PSPROCS = 4  # type: ignore[misc]
+    assert loaded.PSPROCS == 3
+
+
+def test_the_wiring_reaches_a_child_and_comes_back() -> None:
+    from pastset.settings import Wiring
+
+    wiring = Wiring(run="r1", secret="s3cret", ns="127.0.0.1:9", task="t7", psbin=("/a", "/b"))
+    env = Settings.load(environ={}, files=[]).child_environment(wiring, base={"HOME": "/h", "PSRUN": "stale"})
+    assert env["HOME"] == "/h"
+    child = Settings.load(environ=env, files=[])
+    assert Wiring.of(child) == wiring
+    assert child.ns_address() == ("127.0.0.1", 9)
+
+
+def test_a_remote_child_gets_only_search_paths_locale_and_pyro_settings() -> None:
+    base = {"PATH": "/bin", "LANG": "C", "PYRO_PORT": "1", "HOME": "/h", "SSH_AUTH_SOCK": "/tmp/a"}
+    env = Settings.load(environ={}, files=[]).child_environment(base=base, remote=True)
+    assert {k: env[k] for k in ("PATH", "LANG", "PYRO_PORT")} == {"PATH": "/bin", "LANG": "C", "PYRO_PORT": "1"}
+    assert "HOME" not in env and "SSH_AUTH_SOCK" not in env

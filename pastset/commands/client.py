@@ -6,12 +6,13 @@ import logging
 import os
 import signal
 import sys
+from dataclasses import replace
 
 from pastset.commands import parser_for
 from pastset.errors import PastSetError
 from pastset.launch.worker import Worker
 from pastset.proc import die_with_parent, watch_lifeline
-from pastset.settings import Settings, configure_logging
+from pastset.settings import Settings, Wiring, configure_logging
 from pastset.transport import tls
 
 __all__ = ["main"]
@@ -30,15 +31,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lifeline", action="store_true", help="stop when standard input closes (set by pypsrun)")
     options = parser.parse_args(argv)
     configure_logging(settings, f"pypsclient[{options.number}]")
-    if options.run:
-        settings.PSRUN = options.run
-    if options.ns:
-        settings.PSNS = options.ns
+    wiring = Wiring.of(settings)
+    wiring = replace(wiring, run=options.run or wiring.run, ns=options.ns or wiring.ns)
     if options.lifeline:
         die_with_parent()
     try:
         tls.check_client()
-        worker = Worker(settings)
+        worker = Worker(settings, wiring)
     except PastSetError as err:
         sys.stderr.write(f"pypsclient: {err}\n")
         return 1

@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def stage(run: Run) -> None:
         if copy:
-            Stager(run.connections, run.run_id, settings.PSNS, settings.PSSECRET, folder / "outputs")
+            Stager(run.connections, run.run_id, run.wiring.ns, run.wiring.secret, folder / "outputs")
 
     return execute(settings, str(app), [str(plan.save())], prog="pypsitems", started=stage)
 

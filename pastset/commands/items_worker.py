@@ -73,7 +73,7 @@ def main() -> int:
     jobs = pset.enter(JOBS, leases=True)
     results = pset.enter(RESULTS)
     function = _function(plan["function"]) if plan["function"] else None
-    host, task = socket.gethostname(), os.environ.get("PSTASK", "")
+    host, task = socket.gethostname(), Settings.load(run_helper=False).PSTASK
     copy = not plan["shared"] and host != plan["master"]
     stage = pset.enter(STAGE) if copy else None
     while True:

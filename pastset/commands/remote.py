@@ -12,6 +12,8 @@ import json
 import os
 import sys
 
+from pastset.settings import adopt_environment
+
 __all__ = ["main"]
 
 
@@ -37,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError:
         sys.stderr.write("pastset remote: the first line of input must be the environment as JSON\n")
         return 2
-    os.environ.update({str(k): str(v) for k, v in env.items()})
+    adopt_environment(env)
     role, rest = argv[0], argv[1:]
     if role == "server":
         from pastset.commands.server import main as server_main

@@ -66,7 +66,7 @@ def execute(
         "args": args,
         "hosts": run.remote_hosts,
         "ssh": settings.PSSSH,
-        "secret": settings.PSSECRET,
+        "secret": run.wiring.secret,
     }
     record_run(run.run_id, info)
     status = 1

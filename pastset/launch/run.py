@@ -27,6 +27,7 @@ import subprocess
 import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +42,7 @@ from pastset.launch.hosts import assign_clients, read_hosts_file
 from pastset.launch.ssh import Connection, RemoteProcess, SshCommandProcess, connect, route_to, ssh_resolve
 from pastset.proc import LocalProcess, exit_status
 from pastset.psbin import find_in_path
-from pastset.settings import Settings, this_host_names
+from pastset.settings import Settings, Wiring, this_host_names
 from pastset.transport import tls
 from pastset.transport.proxies import lookup, proxy
 
@@ -50,7 +51,6 @@ __all__ = ["Run", "find_app", "new_run_id", "remote_command"]
 log = logging.getLogger(__name__)
 
 READY_TIMEOUT = 30.0
-PASSED_ON = ("PATH", "PYTHONPATH", "LANG", "LC_ALL", "TZ")  # to remote hosts, as pyPastSet did
 
 
 def new_run_id() -> str:
@@ -81,7 +81,8 @@ def remote_command(settings: Settings, role: str, *args: str) -> str:
     """
     tail = " ".join(shlex.quote(a) for a in ("-m", MODULES["remote"], role, *args))
     cd = f"cd {shlex.quote(os.getcwd())} 2>/dev/null || cd"
-    paths = _package_path_env({k: os.environ[k] for k in ("PATH", "PYTHONPATH") if k in os.environ})
+    here_env = settings.child_environment(remote=True)
+    paths = _package_path_env({k: here_env[k] for k in ("PATH", "PYTHONPATH") if k in here_env})
     if paths:  # search paths only (never secrets): the interpreter needs them before it starts
         cd += "; " + " ".join(f"{k}={shlex.quote(v)}" for k, v in paths.items()) + "; export " + " ".join(paths)
     if settings.sources.get("PSPYTHON", "default") != "default":
@@ -113,9 +114,8 @@ class Run:
         psbin = settings.psbin
         if str(self.app_path.parent) not in psbin:
             psbin = [*psbin, str(self.app_path.parent)]  # an app's companions sit next to it
-        settings.PSBIN = os.pathsep.join(psbin)
-        settings.PSRUN = self.run_id
-        settings.PSSECRET = secrets.token_urlsafe(24)  # handed on by environment or SSH stdin only
+        #: how this run's processes find each other; the secret is handed on by environment or SSH stdin only
+        self.wiring = Wiring(run=self.run_id, secret=secrets.token_urlsafe(24), psbin=tuple(psbin))
         self.args = args
         self.local_names = this_host_names()
         self.master = settings.PSMASTER
@@ -175,13 +175,12 @@ class Run:
 
     # ------------------------------------------------------------ children
     def _env(self) -> dict[str, str]:
-        env = self.settings.child_environment(os.environ)
+        env = self.settings.child_environment(self.wiring)
         env["PYTHONUNBUFFERED"] = "1"
         return _package_path_env(env)
 
     def _remote_env(self) -> dict[str, str]:
-        base = {k: v for k, v in os.environ.items() if k in PASSED_ON or k.startswith("PYRO_")}
-        env = self.settings.child_environment(base)
+        env = self.settings.child_environment(self.wiring, remote=True)
         env["PYTHONUNBUFFERED"] = "1"
         return _package_path_env(env)
 
@@ -214,9 +213,9 @@ class Run:
                 f"{detail[0]}; set PSLOGLEVEL=debug for more"
             )
         address = line.split()[1]
-        self.settings.PSNS = address
+        self.wiring = replace(self.wiring, ns=address)
         try:
-            uri = lookup(address, scheduler_name(self.run_id), self.settings.PSSECRET)
+            uri = lookup(address, scheduler_name(self.run_id), self.wiring.secret)
         except Pyro5.errors.CommunicationError as err:
             host = address.rpartition(":")[0]
             advice = tls.hint(err, host) or "check PSMASTER and firewalls (see PYRO_* port settings)"
@@ -228,7 +227,7 @@ class Run:
         return address
 
     def _scheduler_proxy(self, uri: Any) -> Any:
-        return proxy(uri, self.settings.PSSECRET)
+        return proxy(uri, self.wiring.secret)
 
     def start_clients(self) -> None:
         """Start the clients on their hosts and wait for PSWAITPROCS of them to register."""

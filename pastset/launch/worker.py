@@ -21,6 +21,7 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import replace
 from typing import IO, Any
 
 import Pyro5.errors
@@ -29,7 +30,7 @@ from pastset.core.naming import scheduler_name
 from pastset.entrypoints import MODULES
 from pastset.errors import PastSetConnectionError
 from pastset.proc import exit_status, stop_process
-from pastset.settings import Settings
+from pastset.settings import Settings, Wiring
 from pastset.transport.proxies import connection_error, lookup, proxy
 
 __all__ = ["Worker", "host_specs"]
@@ -78,20 +79,23 @@ def _python(settings: Settings) -> list[str]:
 class Worker:
     """Runs spawned tasks for one run until told to stop."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, wiring: Wiring | None = None) -> None:
         self.settings = settings
+        #: the run this client serves (from its settings unless given)
+        self.wiring = wiring or Wiring.of(settings)
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._running: set[subprocess.Popen] = set()
         self._lost = 0
-        host, port = settings.ns_address()
+        host, port = self.wiring.ns_address()
+        run, secret = self.wiring.run, self.wiring.secret
         try:
-            self.uri = lookup(settings.PSNS, scheduler_name(settings.PSRUN), settings.PSSECRET)
+            self.uri = lookup(self.wiring.ns, scheduler_name(run), secret)
         except Pyro5.errors.NamingError as err:
-            raise PastSetConnectionError(f"run {settings.PSRUN!r} has no scheduler at {host}:{port}: {err}") from None
+            raise PastSetConnectionError(f"run {run!r} has no scheduler at {host}:{port}: {err}") from None
         except Pyro5.errors.CommunicationError as err:
             raise connection_error(f"{host}:{port}", err) from None
-        self.scheduler = proxy(self.uri, settings.PSSECRET)
+        self.scheduler = proxy(self.uri, secret)
         self.cid = ""
 
     def stop(self) -> list[threading.Thread]:
@@ -134,7 +138,7 @@ class Worker:
     def _slot(self, scheduler: Any = None) -> int:
         """One slot: ask for a task, run it, report, until told to stop."""
         own = scheduler is None
-        scheduler = scheduler or proxy(self.uri, self.settings.PSSECRET)
+        scheduler = scheduler or proxy(self.uri, self.wiring.secret)
         try:
             while not self._stop.is_set():
                 task = scheduler.next_task(self.cid)
@@ -154,7 +158,7 @@ class Worker:
         return 0
 
     def _heartbeat(self) -> None:
-        beat = proxy(self.uri, self.settings.PSSECRET, timeout=self.settings.PSDEADTIME)
+        beat = proxy(self.uri, self.wiring.secret, timeout=self.settings.PSDEADTIME)
         interval = self.settings.PSDEADTIME / 4
         while not self._stop.wait(interval):
             try:
@@ -173,8 +177,7 @@ class Worker:
                 return
 
     def _run_task(self, task: dict[str, Any]) -> tuple[int, str]:
-        env = self.settings.child_environment(os.environ)
-        env["PSTASK"] = task["id"]
+        env = self.settings.child_environment(replace(self.wiring, task=task["id"]))
         env["PYTHONUNBUFFERED"] = "1"
         cmd = [*_python(self.settings), "-m", MODULES["runner"], task["app"], *task["args"]]
         log.info("client %s runs task %s: %s", self.cid, task["id"], " ".join(cmd))
