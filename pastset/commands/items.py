@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         max(1, clients * settings.PSSLOTS),
         items,
     )
-    app = Path(__file__).resolve().parent.parent / "items_app.py"
+    app = Path(__file__).resolve().with_name("items_app.py")
     mode = "copying files over SFTP" if copy else "in place"
     sys.stderr.write(f"pypsitems: experiment {name}: {len(items)} items, {plan.workers} workers, {mode}, in {folder}\n")
 
