@@ -62,6 +62,7 @@ import ipaddress
 import json
 import os
 import re
+import select
 import shutil
 import signal
 import socket
@@ -516,6 +517,11 @@ class NetnsHosts(Sequence[Host]):
             the hosts exist, so ``with`` blocks and pytest finalizers run;
             a SIGTERM arriving during teardown is deferred until it is done.
         tmp_root: where to create the temporary directory (default: $TMPDIR).
+        sshd: run an sshd on every host.  With ``False`` each host gets a
+            plain holder process instead (``sleep infinity`` in the host's UTS
+            and mount namespaces, hostname and ``/etc/hosts`` set up as with
+            sshd), so daemons of one's own -- slurmd, say -- can be started
+            there with ``Host.popen`` on hosts nobody can ssh into.
     """
 
     def __init__(
@@ -530,6 +536,7 @@ class NetnsHosts(Sequence[Host]):
         die_with_parent: bool = True,
         handle_sigterm: bool = True,
         tmp_root: str | os.PathLike[str] | None = None,
+        sshd: bool = True,
     ) -> None:
         """Validate the parameters; nothing is created before ``__enter__``."""
         if not 1 <= n <= 200:
@@ -548,6 +555,7 @@ class NetnsHosts(Sequence[Host]):
         self.die_with_parent = die_with_parent
         self.handle_sigterm = handle_sigterm
         self.tmp_root = tmp_root
+        self.sshd = sshd
         self._want_octet = octet
 
         self.octet: int = -1
@@ -696,8 +704,11 @@ class NetnsHosts(Sequence[Host]):
         self._state["tmpdir"] = str(self.tmpdir)
         self._save_state()
         self._write_files(sshd_version)
-        self._start_sshds()
-        _wait_ready(self.hosts, time.monotonic() + self.ready_timeout)
+        if self.sshd:
+            self._start_sshds()
+            _wait_ready(self.hosts, time.monotonic() + self.ready_timeout)
+        else:
+            self._start_holders(time.monotonic() + self.ready_timeout)
 
     def _allocate(self) -> None:
         """Pick a free /24 and claim it with a per-run lock file."""
@@ -885,6 +896,34 @@ class NetnsHosts(Sequence[Host]):
             self._state["sshd"].append([h._proc.pid, _pid_start_time(h._proc.pid)])
             self._save_state()
 
+    def _start_holders(self, deadline: float) -> None:
+        """Per host: a process that only holds its UTS and mount namespaces (no sshd)."""
+        preexec = _pdeathsig_preexec(os.getpid()) if self.die_with_parent else None
+        script = 'hostname "$1" && mount --bind "$2" /etc/hosts && echo ready && exec sleep infinity'
+        for h in self.hosts:
+            # Not "ip netns exec": that remounts /sys for the namespace, which hides
+            # /sys/fs/cgroup from what runs there (slurmd needs it).
+            enter = ["unshare", "--uts", "--mount", "--propagation", "private", "--"]
+            enter += ["nsenter", f"--net=/run/netns/{h.netns}", "--"]
+            with open(h.log, "ab") as log:
+                h._proc = subprocess.Popen(
+                    [*enter, "sh", "-c", script, "sh", h.name, str(self.hosts_file)],
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=log,
+                    env=_CLEAN_ENV,
+                    start_new_session=True,
+                    preexec_fn=preexec,
+                )
+            self._state["sshd"].append([h._proc.pid, _pid_start_time(h._proc.pid)])
+            self._save_state()
+        for h in self.hosts:
+            assert h._proc is not None and h._proc.stdout is not None
+            ready, _, _ = select.select([h._proc.stdout], [], [], max(0.0, deadline - time.monotonic()))
+            line = h._proc.stdout.readline() if ready else b""
+            if line.strip() != b"ready":
+                raise NetnsError(f"namespace holder of {h.name} did not start:\n{_tail(h.log)}")
+
     def _save_state(self) -> None:
         if self._state_path is not None:
             state = dict(self._state)
@@ -913,6 +952,8 @@ class NetnsHosts(Sequence[Host]):
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.wait(timeout=5)
+                if proc.stdout is not None:
+                    proc.stdout.close()
             # 2. whatever is left inside our namespaces (ssh sessions, popen())
             leftovers = [pid for h in self.hosts for pid in _netns_pids(h.netns)]
             if stuck := _kill_pids(leftovers):
