@@ -97,6 +97,13 @@ def _channel(text: str) -> str:
     raise ValueError("must be auto, off or a TCP port number")
 
 
+def _launch(text: str) -> str:
+    value = text.strip().lower() or "auto"
+    if value not in ("auto", "ssh", "srun", "pbsdsh", "local"):
+        raise ValueError("must be auto, ssh, srun, pbsdsh or local")
+    return value
+
+
 def _ns(text: str) -> str:
     if text:
         host, _, port = text.rpartition(":")
@@ -112,6 +119,11 @@ SPEC: dict[str, tuple[Callable[[str], Any], str, str]] = {
     "PSMASTER": (_text, "", "host for the server side (empty: this host)"),
     "PSHOSTS": (_text, "", "hosts file, one host a line (empty: only this host)"),
     "PSPROCS": (_int_at_least(0), "1", "clients to launch, in hosts-file order"),
+    "PSLAUNCH": (
+        _launch,
+        "auto",
+        "how clients start: auto (srun in a SLURM job, pbsdsh in a PBS job, else ssh), ssh, srun, pbsdsh or local",
+    ),
     "PSSSH": (_text, "ssh", "ssh command used to reach hosts"),
     "PSSSHACCEPT": (_yes_no, "no", "accept unknown SSH host keys (only for throwaway test clusters)"),
     "PSPYTHON": (_text, "python", "python command on the nodes (locally: this Python)"),
@@ -161,6 +173,7 @@ class Settings:
     PSMASTER: str = _default("PSMASTER")
     PSHOSTS: str = _default("PSHOSTS")
     PSPROCS: int = _default("PSPROCS")
+    PSLAUNCH: str = _default("PSLAUNCH")
     PSSSH: str = _default("PSSSH")
     PSSSHACCEPT: bool = _default("PSSSHACCEPT")
     PSPYTHON: str = _default("PSPYTHON")
@@ -361,6 +374,13 @@ class Wiring:
 def adopt_environment(values: Mapping[str, str]) -> None:
     """Make ``values`` part of this process's environment (a remote start receives it over SSH)."""
     os.environ.update({str(k): str(v) for k, v in values.items()})
+
+
+def batch_environment() -> dict[str, str]:
+    """This process's batch-system variables (SLURM_*, PBS_*): the job's nodes, tasks and this task's place."""
+    return {
+        k: v for k, v in os.environ.items() if k.startswith(("SLURM_", "SLURMD_", "PBS_")) or k == "PSCLIENTNUMBER"
+    }
 
 
 SETTINGS_HELP = "Run with -h to see the settings, their sources and the files searched."

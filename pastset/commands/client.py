@@ -10,9 +10,10 @@ from dataclasses import replace
 
 from pastset.commands import parser_for
 from pastset.errors import PastSetError
+from pastset.launch.batch import task_identity
 from pastset.launch.worker import Worker
 from pastset.proc import die_with_parent, watch_lifeline
-from pastset.settings import Settings, Wiring, configure_logging
+from pastset.settings import Settings, Wiring, batch_environment, configure_logging
 from pastset.transport import tls
 
 __all__ = ["main"]
@@ -27,9 +28,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = parser_for("pypsclient", "Join a run as a client and run the tasks it is given.", settings)
     parser.add_argument("--run", default=None, help="the run to join (default PSRUN)")
     parser.add_argument("--ns", default=None, help="the run's name server HOST:PORT (default PSNS)")
-    parser.add_argument("--number", default="0", help="this client's number in its run (for logs)")
+    parser.add_argument(
+        "--number", default=None, help="this client's number in its run (default: from srun/pbsdsh, else 0)"
+    )
     parser.add_argument("--lifeline", action="store_true", help="stop when standard input closes (set by pypsrun)")
     options = parser.parse_args(argv)
+    identity = task_identity(batch_environment())
+    if options.number is None:
+        options.number = identity.get("number", "0")
     configure_logging(settings, f"pypsclient[{options.number}]")
     wiring = Wiring.of(settings)
     wiring = replace(wiring, run=options.run or wiring.run, ns=options.ns or wiring.ns)
@@ -37,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         die_with_parent()
     try:
         tls.check_client()
-        worker = Worker(settings, wiring)
+        worker = Worker(settings, wiring, {"number": options.number, **identity})
     except PastSetError as err:
         sys.stderr.write(f"pypsclient: {err}\n")
         return 1

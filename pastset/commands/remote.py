@@ -3,7 +3,8 @@
 Started over SSH by pypsrun (and pypsclean).  The first line of standard input
 is the process's environment as JSON — so nothing secret ever appears on a
 command line — and the rest of standard input is the lifeline: when it closes,
-the process stops.
+the process stops.  Started by pbsdsh, ``client --env-file PATH`` reads the
+environment from that private file instead, with no lifeline.
 """
 
 from __future__ import annotations
@@ -33,14 +34,25 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] not in ("server", "client", "clean"):
         sys.stderr.write("usage: python -m pastset.commands.remote server|client|clean ARGS...\n")
         return 2
-    line = _first_line()
-    try:
-        env = json.loads(line) if line else {}
-    except ValueError:
-        sys.stderr.write("pastset remote: the first line of input must be the environment as JSON\n")
-        return 2
-    adopt_environment(env)
     role, rest = argv[0], argv[1:]
+    lifeline = True
+    if rest[:1] == ["--env-file"] and len(rest) > 1:
+        # Started by pbsdsh: the environment is in a private file, standard input is not ours.
+        try:
+            with open(rest[1]) as source:
+                env = json.load(source)
+        except (OSError, ValueError) as err:
+            sys.stderr.write(f"pastset remote: cannot read the run's environment from {rest[1]}: {err}\n")
+            return 2
+        rest, lifeline = rest[2:], False
+    else:
+        line = _first_line()
+        try:
+            env = json.loads(line) if line else {}
+        except ValueError:
+            sys.stderr.write("pastset remote: the first line of input must be the environment as JSON\n")
+            return 2
+    adopt_environment(env)
     if role == "server":
         from pastset.commands.server import main as server_main
 
@@ -48,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     if role == "client":
         from pastset.commands.client import main as client_main
 
-        return client_main([*rest, "--lifeline"])
+        return client_main([*rest, "--lifeline"] if lifeline else rest)
     from pastset.commands.clean import main as clean_main
 
     return clean_main([*rest, "--here"])

@@ -57,7 +57,7 @@ def execute(
     except PastSetError as err:  # bad app, hosts file or settings: nothing started yet
         sys.stderr.write(f"{prog}: {err}\n")
         return 2
-    if not settings.PSHOSTS:
+    if not settings.PSHOSTS and run.launcher == "ssh":
         log.info("no PSHOSTS given: clients run on this host only")
     previous = {sig: signal.signal(sig, run.on_interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     info = {
@@ -66,6 +66,7 @@ def execute(
         "args": args,
         "hosts": run.remote_hosts,
         "ssh": settings.PSSSH,
+        "launcher": run.launcher,
         "secret": run.wiring.secret,
     }
     record_run(run.run_id, info)

@@ -4,6 +4,8 @@ A run is: the server side (name server, PastSet space, scheduler in one process)
 on PSMASTER, PSPROCS clients on the hosts of PSHOSTS, and the application here.
 A host that is this machine (localhost, its name or one of its addresses) gets
 plain local processes; other hosts are reached over SSH (:mod:`pastset.launch.ssh`).
+Inside a batch job (PSLAUNCH, :mod:`pastset.launch.batch`) the clients start
+through the batch system instead: one ``srun`` job step, or ``pbsdsh``.
 
 Readiness is signalled, never guessed: the server writes its address once it
 listens, clients count as ready when the scheduler has their registration.
@@ -37,6 +39,16 @@ from pastset import __version__
 from pastset.core.naming import scheduler_name
 from pastset.entrypoints import MODULES, python_m
 from pastset.errors import AppNotFoundError, PastSetConnectionError, PastSetError
+from pastset.launch.batch import (
+    choose_launcher,
+    client_shell_command,
+    node_address,
+    pbs_layout,
+    pbsdsh_commands,
+    slurm_layout,
+    srun_argv,
+    write_env_file,
+)
 from pastset.launch.deploy import deployed_python
 from pastset.launch.hosts import assign_clients, read_hosts_file
 from pastset.launch.ssh import Connection, RemoteProcess, SshCommandProcess, connect, route_to, ssh_resolve
@@ -119,11 +131,25 @@ class Run:
         self.args = args
         self.local_names = this_host_names()
         self.master = settings.PSMASTER
-        if settings.PSHOSTS:
-            procs = None if settings.sources.get("PSPROCS", "default") == "default" else settings.PSPROCS
+        self.launcher = choose_launcher(settings.PSLAUNCH, os.environ)
+        procs = None if settings.sources.get("PSPROCS", "default") == "default" else settings.PSPROCS
+        #: the batch job's task slots, one entry (a node) per slot; empty unless launched by the batch system
+        self.slots: list[str] = []
+        if self.launcher == "srun":
+            self.slots = slurm_layout(os.environ)
+            self.placement = slurm_layout(os.environ, procs)
+            if os.environ.get("SLURMD_NODENAME"):
+                self.local_names.add(os.environ["SLURMD_NODENAME"].lower())
+        elif self.launcher == "pbsdsh":
+            self.slots = pbs_layout(os.environ)
+            self.placement = pbs_layout(os.environ, procs)
+        elif settings.PSHOSTS and self.launcher == "ssh":
             self.placement = assign_clients(read_hosts_file(settings.PSHOSTS), procs)
         else:
             self.placement = ["localhost"] * settings.PSPROCS
+        log.info("clients start by %s", self.launcher)
+        self.client_labels: list[str] = []
+        self.env_file: Path | None = None
         self.connections: dict[str, Connection] = {}
         self.server: Process | None = None
         self.clients: list[Process] = []
@@ -138,7 +164,9 @@ class Run:
     @property
     def remote_hosts(self) -> list[str]:
         """The other hosts this run uses, master first, each once."""
-        hosts = [self.master, *self.placement] if self.master else list(self.placement)
+        hosts = [self.master] if self.master else []
+        if self.launcher == "ssh":
+            hosts += self.placement
         return list(dict.fromkeys(h for h in hosts if not self.is_local(h)))
 
     @property
@@ -169,6 +197,8 @@ class Run:
         if not any(not self.is_local(h) for h in self.placement):
             return "127.0.0.1"
         first = next(h for h in self.placement if not self.is_local(h))
+        if self.launcher in ("srun", "pbsdsh"):
+            return route_to(node_address(first))
         if first in self.connections:
             return self.connections[first].local_address
         return route_to(ssh_resolve(self.settings.PSSSH, first))
@@ -232,8 +262,12 @@ class Run:
     def start_clients(self) -> None:
         """Start the clients on their hosts and wait for PSWAITPROCS of them to register."""
         log.info("clients on: %s", ", ".join(self.placement) or "(none)")
-        for number, host in enumerate(self.placement):
-            self.clients.append(self._start(host, "client", ["--run", self.run_id, "--number", str(number)]))
+        if self.launcher in ("srun", "pbsdsh") and self.placement:
+            self._start_batch_clients()
+        else:
+            for number, host in enumerate(self.placement):
+                self.clients.append(self._start(host, "client", ["--run", self.run_id, "--number", str(number)]))
+                self.client_labels.append(f"client {number} on {host}")
         wanted = self.settings.PSWAITPROCS
         want = len(self.placement) if wanted is None else min(wanted, len(self.placement))
         if want <= 0:
@@ -252,10 +286,9 @@ class Run:
         def watch(number: int, proc: Process) -> None:
             code = proc.wait()
             if not done.is_set():
-                host = self.placement[number]
                 detail = proc.tail().strip().splitlines()[-1:]
                 hint = _hint(code, detail[0] if detail else "")
-                failed.append(f"client {number} on {host} exited with status {exit_status(code)}{hint}")
+                failed.append(f"{self.client_labels[number]} exited with status {exit_status(code)}{hint}")
                 done.set()
 
         threading.Thread(target=registered, daemon=True).start()
@@ -268,6 +301,28 @@ class Run:
                 f"only {count} of {want} clients registered: {'; '.join(failed) or 'timed out'}"
             )
         log.debug("run %s: %d clients registered", self.run_id, count)
+
+    def _client_python(self) -> list[str]:
+        if self.settings.sources.get("PSPYTHON", "default") != "default":
+            return shlex.split(self.settings.PSPYTHON)
+        return [sys.executable]  # batch nodes share the software: the same interpreter as here
+
+    def _start_batch_clients(self) -> None:
+        """All clients through the batch system: one srun job step, or pbsdsh (no SSH)."""
+        python = self._client_python()
+        if self.launcher == "srun":
+            client = [*python, "-m", MODULES["client"], "--run", self.run_id, "--lifeline"]
+            argv = srun_argv(client, len(self.placement), len(self.slots), f"pastset-{self.run_id}")
+            log.debug("starting the clients: %s", shlex.join(argv))
+            self.clients.append(LocalProcess(argv, self._env()))
+            self.client_labels.append(f"the srun step of {len(self.placement)} client(s)")
+            return
+        self.env_file = write_env_file(self._remote_env(), self.run_id)
+        command = client_shell_command(python, ["--run", self.run_id], self.env_file)
+        for argv in pbsdsh_commands(command, self.placement, self.slots):
+            log.debug("starting clients: %s", shlex.join(argv))
+            self.clients.append(LocalProcess(argv, self._env()))
+            self.client_labels.append(f"pbsdsh {' '.join(argv[1:3]) if argv[1] == '-n' else '(every slot)'}")
 
     # ----------------------------------------------------------------- app
     def run_app(self) -> int:
@@ -385,6 +440,9 @@ class Run:
         for connection in self.connections.values():
             connection.close()
         self.connections.clear()
+        if self.env_file is not None:
+            self.env_file.unlink(missing_ok=True)
+            self.env_file = None
 
 
 def _stop(proc: Process, grace: float = 5.0) -> None:

@@ -79,10 +79,12 @@ def _python(settings: Settings) -> list[str]:
 class Worker:
     """Runs spawned tasks for one run until told to stop."""
 
-    def __init__(self, settings: Settings, wiring: Wiring | None = None) -> None:
+    def __init__(self, settings: Settings, wiring: Wiring | None = None, identity: dict[str, str] | None = None) -> None:
+        """Find the run's scheduler; ``identity`` (number, batch node) goes into the registered specs."""
         self.settings = settings
         #: the run this client serves (from its settings unless given)
         self.wiring = wiring or Wiring.of(settings)
+        self.identity = dict(identity or {})
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._running: set[subprocess.Popen] = set()
@@ -122,7 +124,7 @@ class Worker:
     def run(self) -> int:
         """Register, then serve tasks in PSSLOTS slots; return this process's exit status."""
         try:
-            self.cid = self.scheduler.register(host_specs())
+            self.cid = self.scheduler.register({**host_specs(), **self.identity})
         except Pyro5.errors.CommunicationError as err:
             log.error("client cannot register: %s", err)
             return 1
