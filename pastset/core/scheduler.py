@@ -126,6 +126,25 @@ class Scheduler:
         if lost and not self._ended:
             log.warning("client %s gone (%s); tasks %s failed", cid, reason, ", ".join(lost))
 
+    def node_gone(self, node: str, reason: str) -> list[str]:
+        """Host ``node`` left the run (a batch system drained it): give up on its clients as on a dead host.
+
+        A client is on ``node`` when its registered ``node`` (the batch system's
+        name) or ``host`` spec is that name.  Returns the ids given up on; they
+        are told so at their next heartbeat and stop.
+        """
+        with self._cond:
+            gone = [
+                c.id
+                for c in self._clients.values()
+                if c.alive and node in (c.specs.get("node"), str(c.specs.get("host", "")).split(".")[0])
+            ]
+        for cid in gone:
+            self.client_gone(cid, reason)
+        if gone:
+            log.warning("clients %s on %s given up: %s", ", ".join(gone), node, reason)
+        return gone
+
     def wait_clients(self, count: int, timeout: float | None = None) -> int:
         """Block until ``count`` clients registered (or timeout); return how many did."""
         until = None if timeout is None else time.monotonic() + timeout

@@ -32,6 +32,7 @@ __all__ = [
     "LAUNCHERS",
     "choose_launcher",
     "node_address",
+    "nodes_out",
     "pbs_layout",
     "pbsdsh_commands",
     "slurm_layout",
@@ -209,6 +210,31 @@ def task_identity(env: Mapping[str, str]) -> dict[str, str]:
     if number is not None:
         return {"number": number, "node": socket.gethostname().split(".")[0]}
     return {}
+
+
+#: SLURM node states (sinfo %T) in which a node no longer serves the job
+_OUT_STATES = ("drain", "down", "fail", "maint", "reboot", "power")
+
+
+def nodes_out(nodes: list[str]) -> dict[str, str]:
+    """The nodes among ``nodes`` that SLURM drained or took down, each with a description.
+
+    Asks ``sinfo`` once; if it cannot be asked, nothing is reported.
+    """
+    if not nodes:
+        return {}
+    argv = ["sinfo", "-h", "-N", "-n", hostlist.collect_hostlist(nodes), "-o", "%N|%T|%E"]
+    try:
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return {}
+    found = {}
+    for line in out.splitlines():
+        node, _, rest = line.partition("|")
+        state, _, reason = rest.partition("|")
+        if node in nodes and any(word in state.lower() for word in _OUT_STATES):
+            found[node] = f"SLURM set node {node} {state.strip()} ({reason.strip() or 'no reason given'})"
+    return found
 
 
 def node_address(node: str) -> str:

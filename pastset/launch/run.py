@@ -43,6 +43,7 @@ from pastset.launch.batch import (
     choose_launcher,
     client_shell_command,
     node_address,
+    nodes_out,
     pbs_layout,
     pbsdsh_commands,
     slurm_layout,
@@ -301,6 +302,23 @@ class Run:
                 f"only {count} of {want} clients registered: {'; '.join(failed) or 'timed out'}"
             )
         log.debug("run %s: %d clients registered", self.run_id, count)
+        if self.launcher == "srun":
+            threading.Thread(target=self._watch_nodes, name="slurm-nodes", daemon=True).start()
+
+    def _watch_nodes(self) -> None:
+        """Give up on the clients of a node SLURM drains or takes down, as on a dead host's."""
+        nodes = list(dict.fromkeys(self.placement))
+        interval = min(5.0, max(0.5, self.settings.PSDEADTIME / 2))
+        try:
+            with self._scheduler_proxy(self.scheduler._pyroUri) as sched:
+                while nodes and sched.wait_end(interval) is None:
+                    for node, what in nodes_out(nodes).items():
+                        reason = f"{what}: host down or taken out of the job"
+                        log.warning("%s; its clients are given up on", what)
+                        sched.node_gone(node, reason)
+                        nodes.remove(node)
+        except (Pyro5.errors.CommunicationError, AttributeError):
+            return  # the run ended
 
     def _client_python(self) -> list[str]:
         if self.settings.sources.get("PSPYTHON", "default") != "default":

@@ -411,6 +411,10 @@ class SchedulerService:
         """Record the end of a task."""
         self.scheduler.task_done(cid, tid, status, stderr_tail)
 
+    def node_gone(self, node: str, reason: str) -> list[str]:
+        """Give up on the clients on host ``node`` as on a dead host; return their ids."""
+        return self.scheduler.node_gone(node, reason)
+
     def wait_clients(self, count: int, timeout: float | None = None) -> int:
         """Block until ``count`` clients registered or ``timeout``; return the count."""
         return self.scheduler.wait_clients(count, timeout)
