@@ -248,7 +248,7 @@ def test_help_lists_settings_and_config_paths(capsys):
         pypsrun.main(["-h"])
     assert exit_.value.code == 0
     out = capsys.readouterr().out
-    for name in ("PSBIN", "PSHOSTS", "PSPROCS", "PSWAITPROCS", "PSCONFHELP", "PSLOGLEVEL"):
+    for name in ("PSBIN", "PSHOSTS", "PSPROCS", "PSLAUNCH", "PSWAITPROCS", "PSCONFHELP", "PSLOGLEVEL"):
         assert name in out
     assert "/etc/pypastset.conf" in out and ".pypastset.conf" in out
 
