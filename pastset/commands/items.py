@@ -23,8 +23,7 @@ from pastset.commands.run import execute
 from pastset.errors import PastSetError
 from pastset.items.plan import Plan, collect_items, experiment_dir, experiment_name
 from pastset.items.stager import Stager
-from pastset.launch.hosts import assign_clients, read_hosts_file
-from pastset.launch.run import Run
+from pastset.launch.run import Run, place_clients
 from pastset.settings import configure_logging, this_host_names
 
 __all__ = ["main"]
@@ -65,11 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         items = collect_items(
             options.lines, options.files, options.recursive, options.glob, options.range, options.chunk
         )
-        if settings.PSHOSTS:
-            procs = None if settings.sources.get("PSPROCS", "default") == "default" else settings.PSPROCS
-            placement = assign_clients(read_hosts_file(settings.PSHOSTS), procs)
-        else:
-            placement = ["localhost"] * settings.PSPROCS
+        launcher, placement, _ = place_clients(settings)
         clients = len(placement)
         remote = [h for h in placement if h.lower() not in this_host_names()]
     except PastSetError as err:
@@ -80,7 +75,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     name = options.name or experiment_name(command, options.function, items)
     folder = experiment_dir(name, options.results)
-    copy = bool(options.files and remote and not options.shared)
+    # Batch-launched clients share the job's file system: files are processed in place.
+    copy = bool(options.files and remote and not options.shared and launcher == "ssh")
     if copy and settings.PSSSH.strip() != "ssh":
         sys.stderr.write(
             "pypsitems: PSSSH is a custom command, so files cannot be copied over SFTP; "

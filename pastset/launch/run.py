@@ -59,7 +59,7 @@ from pastset.settings import Settings, Wiring, this_host_names
 from pastset.transport import tls
 from pastset.transport.proxies import lookup, proxy
 
-__all__ = ["Run", "find_app", "new_run_id", "remote_command"]
+__all__ = ["Run", "find_app", "new_run_id", "place_clients", "remote_command"]
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +117,23 @@ def _package_path_env(env: dict[str, str]) -> dict[str, str]:
 Process = LocalProcess | RemoteProcess
 
 
+def place_clients(settings: Settings) -> tuple[str, list[str], list[str]]:
+    """How clients start and where: (launcher, the node of each client, the batch job's slots).
+
+    Under srun or pbsdsh the batch job's layout decides (PSPROCS still counts
+    when set); with ssh the hosts file does; otherwise every client is local.
+    """
+    launcher = choose_launcher(settings.PSLAUNCH, os.environ)
+    procs = None if settings.sources.get("PSPROCS", "default") == "default" else settings.PSPROCS
+    if launcher == "srun":
+        return launcher, slurm_layout(os.environ, procs), slurm_layout(os.environ)
+    if launcher == "pbsdsh":
+        return launcher, pbs_layout(os.environ, procs), pbs_layout(os.environ)
+    if settings.PSHOSTS and launcher == "ssh":
+        return launcher, assign_clients(read_hosts_file(settings.PSHOSTS), procs), []
+    return launcher, ["localhost"] * settings.PSPROCS, []
+
+
 class Run:
     """One run of an application with its server and clients."""
 
@@ -132,22 +149,10 @@ class Run:
         self.args = args
         self.local_names = this_host_names()
         self.master = settings.PSMASTER
-        self.launcher = choose_launcher(settings.PSLAUNCH, os.environ)
-        procs = None if settings.sources.get("PSPROCS", "default") == "default" else settings.PSPROCS
-        #: the batch job's task slots, one entry (a node) per slot; empty unless launched by the batch system
-        self.slots: list[str] = []
-        if self.launcher == "srun":
-            self.slots = slurm_layout(os.environ)
-            self.placement = slurm_layout(os.environ, procs)
-            if os.environ.get("SLURMD_NODENAME"):
-                self.local_names.add(os.environ["SLURMD_NODENAME"].lower())
-        elif self.launcher == "pbsdsh":
-            self.slots = pbs_layout(os.environ)
-            self.placement = pbs_layout(os.environ, procs)
-        elif settings.PSHOSTS and self.launcher == "ssh":
-            self.placement = assign_clients(read_hosts_file(settings.PSHOSTS), procs)
-        else:
-            self.placement = ["localhost"] * settings.PSPROCS
+        #: slots: the batch job's task slots, one entry (a node) per slot; empty unless launched by it
+        self.launcher, self.placement, self.slots = place_clients(settings)
+        if self.launcher == "srun" and os.environ.get("SLURMD_NODENAME"):
+            self.local_names.add(os.environ["SLURMD_NODENAME"].lower())
         log.info("clients start by %s", self.launcher)
         self.client_labels: list[str] = []
         self.env_file: Path | None = None
