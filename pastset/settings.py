@@ -378,9 +378,7 @@ def adopt_environment(values: Mapping[str, str]) -> None:
 
 def batch_environment() -> dict[str, str]:
     """This process's batch-system variables (SLURM_*, PBS_*): the job's nodes, tasks and this task's place."""
-    return {
-        k: v for k, v in os.environ.items() if k.startswith(("SLURM_", "SLURMD_", "PBS_")) or k == "PSCLIENTNUMBER"
-    }
+    return {k: v for k, v in os.environ.items() if k.startswith(("SLURM_", "SLURMD_", "PBS_")) or k == "PSCLIENTNUMBER"}
 
 
 SETTINGS_HELP = "Run with -h to see the settings, their sources and the files searched."

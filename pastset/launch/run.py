@@ -55,7 +55,7 @@ from pastset.launch.hosts import assign_clients, read_hosts_file
 from pastset.launch.ssh import Connection, RemoteProcess, SshCommandProcess, connect, route_to, ssh_resolve
 from pastset.proc import LocalProcess, exit_status
 from pastset.psbin import find_in_path
-from pastset.settings import Settings, Wiring, this_host_names
+from pastset.settings import Settings, Wiring, batch_environment, this_host_names
 from pastset.transport import tls
 from pastset.transport.proxies import lookup, proxy
 
@@ -123,12 +123,13 @@ def place_clients(settings: Settings) -> tuple[str, list[str], list[str]]:
     Under srun or pbsdsh the batch job's layout decides (PSPROCS still counts
     when set); with ssh the hosts file does; otherwise every client is local.
     """
-    launcher = choose_launcher(settings.PSLAUNCH, os.environ)
+    env = batch_environment()
+    launcher = choose_launcher(settings.PSLAUNCH, env)
     procs = None if settings.sources.get("PSPROCS", "default") == "default" else settings.PSPROCS
     if launcher == "srun":
-        return launcher, slurm_layout(os.environ, procs), slurm_layout(os.environ)
+        return launcher, slurm_layout(env, procs), slurm_layout(env)
     if launcher == "pbsdsh":
-        return launcher, pbs_layout(os.environ, procs), pbs_layout(os.environ)
+        return launcher, pbs_layout(env, procs), pbs_layout(env)
     if settings.PSHOSTS and launcher == "ssh":
         return launcher, assign_clients(read_hosts_file(settings.PSHOSTS), procs), []
     return launcher, ["localhost"] * settings.PSPROCS, []
@@ -151,8 +152,9 @@ class Run:
         self.master = settings.PSMASTER
         #: slots: the batch job's task slots, one entry (a node) per slot; empty unless launched by it
         self.launcher, self.placement, self.slots = place_clients(settings)
-        if self.launcher == "srun" and os.environ.get("SLURMD_NODENAME"):
-            self.local_names.add(os.environ["SLURMD_NODENAME"].lower())
+        node = batch_environment().get("SLURMD_NODENAME", "")
+        if self.launcher == "srun" and node:
+            self.local_names.add(node.lower())
         log.info("clients start by %s", self.launcher)
         self.client_labels: list[str] = []
         self.env_file: Path | None = None

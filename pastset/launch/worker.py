@@ -79,7 +79,9 @@ def _python(settings: Settings) -> list[str]:
 class Worker:
     """Runs spawned tasks for one run until told to stop."""
 
-    def __init__(self, settings: Settings, wiring: Wiring | None = None, identity: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, settings: Settings, wiring: Wiring | None = None, identity: dict[str, str] | None = None
+    ) -> None:
         """Find the run's scheduler; ``identity`` (number, batch node) goes into the registered specs."""
         self.settings = settings
         #: the run this client serves (from its settings unless given)
