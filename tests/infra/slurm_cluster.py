@@ -724,6 +724,7 @@ class SlurmCluster:
         *sbatch_args: str,
         env: Mapping[str, str] | None = None,
         cwd: str | os.PathLike[str] | None = None,
+        script_args: Sequence[str] = (),
     ) -> int:
         """Submit a batch job with ``sbatch`` and return its job id.
 
@@ -734,13 +735,14 @@ class SlurmCluster:
             sbatch_args: extra sbatch options, e.g. ``"-n", "2"``.
             env: variables added to / overriding the submission environment;
                 with sbatch's default ``--export=ALL`` the job sees them too.
+            script_args: arguments for a script given as a path.
             cwd: submission/working directory (default :attr:`job_dir`);
                 the default output file ``slurm-<id>.out`` is written there.
         """
         argv = ["sbatch", "--parsable", *sbatch_args]
         stdin: str | None = None
         if isinstance(script, os.PathLike) or ("\n" not in script and os.path.isfile(script)):
-            argv.append(os.fspath(script))
+            argv += [os.fspath(script), *script_args]
         else:
             stdin = script if script.startswith("#!") else "#!/bin/sh\n" + script
         r = self.run(*argv, env=env, input=stdin, cwd=cwd)

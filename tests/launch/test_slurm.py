@@ -47,7 +47,7 @@ def test_sbatch_n2_runs_pi_with_the_slurm_helper(slurm, tmp_path):
 
 def test_example_sbatch_script_runs_as_shipped(slurm, tmp_path):
     shipped = (EXAMPLES / "pastset.sbatch").read_text()
-    assert "PSCONFHELP=slurm" in shipped
+    assert "srun" in shipped and "PSCONFHELP" not in shipped.split("#SBATCH --time")[1]  # srun, nothing configured
     env = {k: v for k, v in os.environ.items() if not k.startswith("PS")}
     env["PATH"] = f"{Path(sys.executable).parent}:{env['PATH']}"
     env["PSBIN"] = str(EXAMPLES)
@@ -56,3 +56,14 @@ def test_example_sbatch_script_runs_as_shipped(slurm, tmp_path):
     output = slurm.read_output(job)
     assert (status.state, status.exit_code) == ("COMPLETED", 0), output
     assert "Pi is found" in output
+
+
+def test_psconfhelp_slurm_with_pslaunch_ssh_still_takes_the_job_nodes(slurm, tmp_path):
+    # The ssh launcher with the job's node list: on a single node, every client is local (no ssh needed).
+    script = job_script(f"PSLAUNCH=ssh PSCONFHELP=slurm pypsrun {EXAMPLES / 'mcpiserver.py'} 2 10 2000")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PS")}
+    job = slurm.submit(script, "-n", "2", env=env, cwd=tmp_path)
+    status = slurm.wait(job, timeout=120)
+    output = slurm.read_output(job)
+    assert (status.state, status.exit_code) == ("COMPLETED", 0), output
+    assert "clients start by ssh" in output and "Pi is found as" in output

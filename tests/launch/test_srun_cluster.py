@@ -123,6 +123,36 @@ def test_sbatch_n3_runs_pi_with_300_bags_on_three_nodes(slurm, job_env, tmp_path
         assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} pypsclient\[\d\] \w+ .+", line), line
 
 
+def test_the_shipped_sbatch_script_runs_pi_across_three_nodes_with_srun(slurm, job_env, tmp_path):
+    job_env.pop("PSLOGLEVEL")
+    job = slurm.submit(str(EXAMPLES / "pastset.sbatch"), "-N", "3", "-n", "3", env=job_env, cwd=tmp_path)
+    status = slurm.wait(job, timeout=180)
+    output = slurm.read_output(job)
+    assert (status.state, status.exit_code) == ("COMPLETED", 0), output
+    assert re.search(r"Pi is found as 3\.1\d+ with 3 worker\(s\), 20 bag\(s\)", output), output
+
+
+def test_the_pypsitems_sbatch_script_processes_every_file_once_on_three_nodes(slurm, job_env, tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    for i in range(30):
+        (data / f"f{i}.txt").write_text("x" * i)
+    job_env["PSRESULTS"] = str(tmp_path / "results")
+    job = slurm.submit(
+        str(EXAMPLES / "pastset-items.sbatch"), "-N", "3", "-n", "3", env=job_env, cwd=tmp_path, script_args=[str(data)]
+    )
+    status = slurm.wait(job, timeout=180)
+    output = slurm.read_output(job)
+    assert (status.state, status.exit_code) == ("COMPLETED", 0), output
+    assert "30 items, 3 workers, in place" in output and "30 done, 0 failed" in output, output
+    (folder,) = (tmp_path / "results").iterdir()
+    found = [json.loads(p.read_text()) for p in (folder / "results").glob("*.json")]
+    assert sorted(Path(r["item"]).name for r in found) == sorted(f"f{i}.txt" for i in range(30))
+    for r in found:
+        assert r["status"] == 0 and r["stdout"].split()[0] == Path(r["item"]).name[1:-4]
+    assert {r["host"] for r in found} <= NODES, found
+
+
 def start_long_pi(slurm: SlurmCluster, env: dict[str, str], cwd: Path) -> tuple[int, str]:
     """Submit a pi run that lasts far longer than the test; return (job id, run id) once 3 clients work."""
     script = "#!/bin/sh\npypsrun mcpiserver.py 3 1000 20000000\n"
