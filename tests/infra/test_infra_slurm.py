@@ -7,8 +7,10 @@ Run (as root, after ``sh tests/infra/slurm-install.sh``)::
 
 from __future__ import annotations
 
+import json
 import os
 import socket
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -22,6 +24,7 @@ from slurm_cluster import (
     SlurmCluster,
     SlurmError,
     find_stray_processes,
+    netns_cluster,
     slurm_available,
 )
 
@@ -221,3 +224,59 @@ def test_no_strays_from_other_clusters(slurm: SlurmCluster) -> None:
     for p in strays:
         print(f"[slurm] stray: {p}")
     assert strays == []
+
+
+# ---------------------------------------------------------------- 3 nodes in network namespaces
+
+
+def _netns_names() -> set[str]:
+    out = subprocess.run(["ip", "-j", "netns", "list"], capture_output=True, text=True, check=True).stdout.strip()
+    return {ns["name"] for ns in json.loads(out)} if out else set()
+
+
+def test_three_netns_nodes_come_up_and_leave_nothing_even_when_the_block_fails(tmp_path: Path) -> None:
+    class BoomError(Exception):
+        pass
+
+    started = time.monotonic()
+    with pytest.raises(BoomError), netns_cluster(3, "srt") as cluster:
+        up = time.monotonic() - started
+        root, hosts = cluster.root, list(cluster.hosts)
+        assert cluster.node_names == ["srt-h1", "srt-h2", "srt-h3"]
+        assert [cluster.node_state(n) for n in cluster.node_names] == ["IDLE"] * 3
+        assert {h.netns for h in hosts} <= _netns_names()
+        # one job over the three nodes: each task on its own host, with that host's name
+        script = "#!/bin/sh\nsrun -l hostname\nsrun sleep 300\n"
+        job = cluster.submit(script, "-N", "3", "-n", "3", cwd=tmp_path)
+
+        def sleeping() -> list[int]:
+            return [
+                pid
+                for h in hosts
+                for pid in map(
+                    int, subprocess.run(["ip", "netns", "pids", h.netns], capture_output=True, text=True).stdout.split()
+                )
+                if Path(f"/proc/{pid}/comm").exists()
+                and Path(f"/proc/{pid}/comm").read_text().strip() == "sleep"
+                and pid != h.pid
+            ]
+
+        deadline = time.monotonic() + 30
+        while len(sleeping()) < 3:
+            assert time.monotonic() < deadline, cluster.read_output(job)
+            time.sleep(0.05)
+        assert sorted(cluster.read_output(job).split()) == ["0:", "1:", "2:", "srt-h1", "srt-h2", "srt-h3"]
+        job_pids = sleeping()
+        ended = time.monotonic()
+        raise BoomError
+    down = time.monotonic() - ended
+    print(f"\n[slurm netns] 3 nodes up in {up:.2f}s, down in {down:.2f}s")
+    assert not root.exists()
+    assert not [p for p in find_stray_processes(root)]
+    assert not [p for p in job_pids if _alive(p)]
+    assert not {h.netns for h in hosts} & _netns_names()
+    assert not [
+        line
+        for line in subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout.splitlines()
+        if " srt-" in line
+    ]
