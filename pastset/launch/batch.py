@@ -26,6 +26,7 @@ from pathlib import Path
 
 import hostlist
 
+from pastset.entrypoints import MODULES
 from pastset.errors import ConfigurationError
 
 __all__ = [
@@ -188,8 +189,6 @@ def write_env_file(env: Mapping[str, str], run_id: str, folder: Path | None = No
 
 def client_shell_command(python: list[str], args: list[str], env_file: Path) -> str:
     """The shell command a pbsdsh task runs: the client, its environment read from ``env_file``."""
-    from pastset.entrypoints import MODULES
-
     tail = " ".join(shlex.quote(a) for a in [*python, "-m", MODULES["remote"], "client", "--env-file", str(env_file)])
     cd = f"cd {shlex.quote(os.getcwd())} 2>/dev/null || cd"
     return f"{cd}; exec {tail} {' '.join(shlex.quote(a) for a in args)}"

@@ -324,8 +324,8 @@ class Run:
                         log.warning("%s; its clients are given up on", what)
                         sched.node_gone(node, reason)
                         nodes.remove(node)
-        except (Pyro5.errors.CommunicationError, AttributeError):
-            return  # the run ended
+        except Pyro5.errors.CommunicationError:
+            return  # the server has gone: the run ended
 
     def _client_python(self) -> list[str]:
         if self.settings.sources.get("PSPYTHON", "default") != "default":
