@@ -363,6 +363,7 @@ def describe(space: Space) -> list[dict[str, Any]]:
                     "last": element.last(),
                     "delta": element.delta(),
                     "stored": element.stored(),
+                    "waiting": element.queued(),
                     "xfunction": space.xfunction_of(eid) or "",
                 }
             )
