@@ -636,7 +636,7 @@ class ChannelServer:
         if link.dead:
             return
         link.dead = True
-        if link.unconfirmed is not None and (link.outbox or _undelivered(link.sock, err)):
+        if link.unconfirmed is not None and not self._stopping and (link.outbox or _undelivered(link.sock, err)):
             _give_back(link.unconfirmed)
             log.info("a reply to %r never arrived: its tuple went back to element %d", link, link.unconfirmed[0].eid)
         link.unconfirmed = None
