@@ -356,10 +356,13 @@ class Element:
                 self.__journal("axe", index)
 
     def template(self) -> tuple:
-        """The template this element was entered with."""
-        with self.__cond:
-            self.__check()
-            return self.__template
+        """The template this element was entered with.
+
+        Takes no lock (the template never changes), so it never waits for a
+        long X-function call on the element.
+        """
+        self.__check()
+        return self.__template
 
     # ----------------------------------------------------- server-side extras
     def stored(self) -> int:

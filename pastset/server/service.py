@@ -44,7 +44,7 @@ from pastset.errors import (
     RemoteError,
     XFunctionError,
 )
-from pastset.transport.channel_server import Hooks, Outcome, Pending, Reply
+from pastset.transport.channel_server import LARGE, Hooks, Outcome, Pending, Reply
 from pastset.transport.ops import ELEMENT, OPERATIONS
 
 __all__ = ["SchedulerService", "SpaceService", "pyro_caller"]
@@ -81,6 +81,23 @@ def _timeout(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise PastSetTypeError(f"timeout must be a number of seconds or None, got {type(value).__name__}")
     return float(value)
+
+
+def _large(value: Any) -> bool:
+    """True if ``value`` (a tuple, or a list of them) holds more than LARGE bytes of strings, bytes or arrays."""
+    items = value if isinstance(value, list) else [value]
+    size = 0
+    for item in items[:64]:
+        for part in item if isinstance(item, tuple) else (item,):
+            if isinstance(part, (bytes, bytearray, str)):
+                size += len(part)
+            else:
+                size += getattr(part, "nbytes", 0) if not isinstance(part, type) else 0
+    return size > LARGE
+
+
+def _encode_reply(result: Any, taken: Any) -> Reply:
+    return Reply(_encoded((0, result), wire.encode_parts), taken)
 
 
 class _Gauge:
@@ -180,6 +197,8 @@ class SpaceService:
                 return partial(self._pooled, caller, message)  # an X-function: off the loop
             if op == "enter" and len(message) > 2 and message[2]:
                 return partial(self._pooled, caller, message)  # may load an X-function
+            if op == "delelement":
+                return partial(self._pooled, caller, message)  # ends an element: takes its lock
             if op == "ack" and len(message) > 2 and message[2] is not None:
                 return partial(self._pooled, caller, message)  # moves a result, which may wait
             if element is not None and op in ("move", "observe", "move_many", "observe_many"):
@@ -195,7 +214,7 @@ class SpaceService:
         with self.calls, calling(caller):
             return Reply(_encoded(self._run(caller, message), wire.encode_parts))
 
-    def _submit(self, caller: Caller, element: Element, message: tuple, hooks: Hooks) -> Reply | Pending:
+    def _submit(self, caller: Caller, element: Element, message: tuple, hooks: Hooks) -> Outcome:
         op, _eid, *args = message
         if len(args) > 2:
             raise TypeError(f"{op} takes at most 2 arguments after the element, got {len(args)}")
@@ -232,7 +251,7 @@ class SpaceService:
             return self.timed_out(pending)
         return pending
 
-    def finish(self, pending: Pending, caller: Caller) -> Reply:
+    def finish(self, pending: Pending, caller: Caller) -> Outcome:
         """The reply of a waiter that completed, with what it took (to give back if the reply never arrives)."""
         waiter, element = pending.waiter, pending.element
         if waiter.error is not None:
@@ -249,6 +268,8 @@ class SpaceService:
                 taken = (element, waiter.taken, values)
         else:
             self.space.observes += 1
+        if _large(waiter.result):
+            return partial(_encode_reply, waiter.result, taken)  # encoded on the pool, off the loop
         return Reply(_encoded((0, waiter.result), wire.encode_parts), taken)
 
     def timed_out(self, pending: Pending) -> Reply:
@@ -290,7 +311,8 @@ class SpaceService:
         self, caller: Caller, template: tuple, xfunction: str | None = None, leases: bool = False
     ) -> tuple[int, tuple, bool]:
         eid = self.space.enter(template, xfunction, bool(leases))
-        return eid, self.space.element(eid).template(), eid in self.space.leased
+        # The base method, which takes no lock: an X-function's own template() could wait.
+        return eid, Element.template(self.space.element(eid)), eid in self.space.leased
 
     def _move(self, caller: Caller, eid: int, data: Any, timeout: float | None = None) -> None:
         self._apply(eid, "move", data, timeout=timeout)

@@ -55,6 +55,7 @@ from pastset.transport.channel import (
     HANDSHAKE_TIMEOUT,
     HEADER,
     LENGTH,
+    MAX_BUFFERS,
     Hello,
     encode_welcome,
     keep_alive_socket,
@@ -121,8 +122,8 @@ class Service(Protocol):
     def start(self, caller: Caller, body: bytes, buffers: list[bytearray], hooks: Hooks) -> Outcome:
         """Start one request without waiting."""
 
-    def finish(self, pending: Pending, caller: Caller) -> Reply:
-        """The reply of a waiter that completed."""
+    def finish(self, pending: Pending, caller: Caller) -> Outcome:
+        """The reply of a waiter that completed (or work for the pool that makes it)."""
 
     def timed_out(self, pending: Pending) -> Reply:
         """The reply of a waiter that gave up."""
@@ -133,6 +134,8 @@ class _Link:
 
     __slots__ = (
         "accepted",
+        "big",
+        "bigfill",
         "busy",
         "caller",
         "dead",
@@ -155,6 +158,8 @@ class _Link:
         self.inbox = bytearray()
         self.service: Service | None = None  # set once the handshake passed
         self.accepted = time.monotonic()
+        self.big: bytearray | None = None  # a large frame being received into its own buffer
+        self.bigfill = 0
         self.busy = False  # the pool works on a request of this connection
         self.pending: Pending | None = None
         self.outbox: collections.deque[memoryview] = collections.deque()
@@ -384,6 +389,9 @@ class ChannelServer:
             self._poller.register(sock, link)
 
     def _readable(self, link: _Link) -> None:
+        if link.big is not None:
+            self._read_big(link)
+            return
         try:
             data = link.sock.recv(_READ)
         except (BlockingIOError, InterruptedError):
@@ -404,7 +412,7 @@ class ChannelServer:
 
     def _work(self, link: _Link) -> None:
         """Start every complete request in the connection's inbox, until one waits or goes to the pool."""
-        while not link.dead and link.pending is None and not link.busy and not link.outbox:
+        while not link.dead and link.pending is None and not link.busy and not link.outbox and link.big is None:
             before = len(link.inbox)
             if link.service is None:
                 try:
@@ -434,6 +442,46 @@ class ChannelServer:
                 return
             self._outcome(link, self._start(link, body, buffers))
         self._release()
+
+    def _begin_big(self, link: _Link, total: int) -> None:
+        """Receive a large frame into a buffer of its own size (no growing and copying of the inbox)."""
+        big = bytearray(total)
+        have = min(total, len(link.inbox))
+        big[:have] = link.inbox[:have]
+        del link.inbox[:have]
+        self._inflight += total - have
+        link.big, link.bigfill = big, have
+        if have == total:
+            self._big_done(link)
+
+    def _read_big(self, link: _Link) -> None:
+        assert link.big is not None
+        try:
+            got = link.sock.recv_into(memoryview(link.big)[link.bigfill :])
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as err:
+            self._ended(link, err.errno)
+            return
+        if not got:
+            self._ended(link, None)
+            return
+        link.unconfirmed = None
+        link.bigfill += got
+        if link.bigfill == len(link.big):
+            self._big_done(link)
+
+    def _big_done(self, link: _Link) -> None:
+        big, link.big = link.big, None
+        assert big is not None
+        self._inflight -= len(big)
+
+        def work() -> Outcome:
+            frame = parse_frame(big, len(big))
+            assert frame is not None
+            return self._start(link, *frame)
+
+        self._off_loop(link, work)
 
     def _start(self, link: _Link, body: bytes, buffers: list[bytearray]) -> Outcome:
         assert link.service is not None
@@ -496,7 +544,7 @@ class ChannelServer:
             self._abandon(pending)
             return
         assert link.service is not None
-        self._send(link, link.service.finish(pending, link.caller))
+        self._outcome(link, link.service.finish(pending, link.caller))
         self._work(link)
 
     def _abandon(self, pending: Pending) -> None:
@@ -643,7 +691,8 @@ class ChannelServer:
         if link.pending is not None:
             pending, link.pending = link.pending, None
             self._abandon(pending)
-        self._inflight -= len(link.inbox) + link.outsize
+        self._inflight -= len(link.inbox) + link.outsize + (len(link.big) if link.big is not None else 0)
+        link.big = None
         link.inbox = bytearray()
         link.outbox.clear()
         link.outsize = 0
@@ -675,6 +724,19 @@ class ChannelServer:
     def waiting(self) -> int:
         """Connections with a request queued on an element (for tests and views)."""
         return sum(1 for link in list(self._links.values()) if link.pending is not None)
+
+
+def _frame_size(inbox: bytearray) -> int | None:
+    """The whole size of the frame at the front of ``inbox`` (header included), None until its header is there."""
+    if len(inbox) < HEADER.size:
+        return None
+    size, count = HEADER.unpack_from(inbox)
+    if count > MAX_BUFFERS:
+        return None  # parse_frame refuses it
+    start = HEADER.size + LENGTH.size * count
+    if len(inbox) < start:
+        return None
+    return start + size + sum(LENGTH.unpack_from(inbox, HEADER.size + i * LENGTH.size)[0] for i in range(count))
 
 
 def _undelivered(sock: socket.socket, err: int | None) -> bool:
