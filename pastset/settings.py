@@ -93,7 +93,7 @@ def _bytes(text: str) -> int:
     number = value[: len(value) - len(unit)].strip()
     try:
         size = int(float(number) * _UNITS[unit])
-    except ValueError:
+    except (ValueError, OverflowError):
         raise ValueError("must be a size in bytes such as 1G, 512M or 1073741824") from None
     if size < 1 << 20:
         raise ValueError("must be at least 1M")
