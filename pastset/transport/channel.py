@@ -18,10 +18,15 @@ array's memory and received into the memory the decoded array then uses.
 
 Pyro5 stays what finds things and runs everything else: the name server, the
 scheduler, control and monitoring.  A client asks the space (through Pyro5)
-where its channel listens, then opens one channel per thread.  The first frame
-on a channel is a handshake carrying the run's secret and the task id, checked
-exactly as Pyro5's handshake is; nothing is read as a request before it passed.
-Frames are decoded by :mod:`pastset.wire` only (msgpack; nothing is unpickled).
+where its channel listens, then opens one channel per thread.  A channel
+starts with a handshake in a small fixed binary format (:data:`HELLO`: the
+run's secret, the run, the task id, the client's host, application and pid),
+read without the general codec and capped at :data:`HELLO_MAX` bytes; the
+secret is checked exactly as Pyro5's handshake checks it, and nothing is read as
+a request before it passed.  The answer (:data:`WELCOME`) carries the largest
+request the server takes (PSMAXINFLIGHT), so a larger one is refused on the
+caller's side.  Frames are decoded by :mod:`pastset.wire` only (msgpack;
+nothing is unpickled).
 
 The channel is switched off when Pyro5's TLS is on (``PYRO_SSL``), so that an
 encrypted run sends every byte through Pyro5's TLS.
