@@ -300,8 +300,9 @@ def ablation(mode: str) -> None:
 
     from pastset import wire
     from pastset.core.space import Space
+    from pastset.core.waits import Caller
     from pastset.element import Element
-    from pastset.server.host import SpaceService
+    from pastset.server.service import SpaceService
 
     config.SERVERTYPE = "thread"
     config.THREADPOOL_SIZE = 200
@@ -329,7 +330,7 @@ def ablation(mode: str) -> None:
                     return wire.encode((0, None))
                 return wire.encode((0, element.observe()))
             if mode == "dispatch":
-                return wire.encode(service._call(request, None))
+                return wire.encode(service._call(Caller(), request, None))
             return service.call(request)
 
     daemon = Pyro5.api.Daemon(host="127.0.0.1", port=0)

@@ -180,8 +180,9 @@ def hot_costs(count: int) -> Hot:
 
     from pastset import wire
     from pastset.core.space import Space
+    from pastset.core.waits import Caller
     from pastset.element import Element
-    from pastset.server.host import SpaceService
+    from pastset.server.service import SpaceService
 
     space = Space("decomposition")
     service = SpaceService(space)
@@ -209,8 +210,8 @@ def hot_costs(count: int) -> Hot:
         service.call_parts(obs_req, [])
 
     def server_call_nogauge() -> None:
-        wire.encode_parts(service._call(move_req, []))
-        wire.encode_parts(service._call(obs_req, []))
+        wire.encode_parts(service._call(Caller(), move_req, []))
+        wire.encode_parts(service._call(Caller(), obs_req, []))
 
     def element_only() -> None:
         element.move(SMALL)

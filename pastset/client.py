@@ -15,18 +15,17 @@ import threading
 from dataclasses import replace
 from typing import Any
 
-import Pyro5.api
 import Pyro5.core
 import Pyro5.errors
 
-from pastset import wire
-from pastset.core.element import check_delta, check_index, check_template
+from pastset.core.checks import check_delta, check_index, check_template
 from pastset.core.naming import FACTORY, space_name
 from pastset.errors import BY_NAME, PastSetConnectionError, PastSetTypeError, RemoteError
 from pastset.settings import Settings, Wiring
 from pastset.transport import tls
-from pastset.transport.channel import Channel
-from pastset.transport.proxies import connection_error, keep_alive, proxy, refused
+from pastset.transport.link import Link, LinkSpec, open_link
+from pastset.transport.ops import OPERATIONS
+from pastset.transport.proxies import connection_error, proxy, refused
 
 __all__ = ["ElementHandle", "PastSet"]
 
@@ -60,14 +59,19 @@ class PastSet:
         self._deadtime = settings.PSDEADTIME
         self._where = f"name server {host}:{port} (PSNS), run {self._run!r} (PSRUN)"
         self._local = threading.local()
-        self._links: list[Channel | Pyro5.api.Proxy] = []
+        self._links: list[Link] = []
         self._plock = threading.Lock()
         self._uri = self._resolve(host, port)
-        self._channel: tuple[str, int] | None = None
+        self._spec = LinkSpec(self._uri, self._run, self._secret, self._task, self._deadtime, self._where)
         port_ = self._call("channel")
         if isinstance(port_, int):
             self.close()  # the Pyro5 connection that asked; from now on calls take the channel
-            self._channel = (Pyro5.core.URI(self._uri).host, port_)
+            self._spec.channel = (Pyro5.core.URI(self._uri).host, port_)
+
+    @property
+    def _channel(self) -> tuple[str, int] | None:
+        """The direct channel's (host, port) this handle uses, None when its calls go through Pyro5."""
+        return self._spec.channel
 
     def _resolve(self, host: str, port: int) -> str:
         try:
@@ -93,35 +97,23 @@ class PastSet:
             raise PastSetConnectionError(f"cannot reach the PastSet server at {self._where}: {err}. {advice}") from None
 
     # ------------------------------------------------------------- transport
-    def _link(self) -> Channel | Pyro5.api.Proxy:
-        """This thread's connection to the space: a channel if the server has one, else a Pyro5 proxy."""
-        link = getattr(self._local, "link", None)
+    def _link(self) -> Link:
+        """This thread's connection to the space (opened on first use)."""
+        link: Link | None = getattr(self._local, "link", None)
         if link is not None:
             return link
-        made: Channel | Pyro5.api.Proxy
-        if self._channel is not None:
-            host, port = self._channel
-            made = Channel(host, port, self._run, self._secret, self._task, self._deadtime)
-        else:
-            made = proxy(self._uri, self._secret, self._task)
-            try:
-                keep_alive(made, self._deadtime)
-            except Pyro5.errors.CommunicationError as err:
-                raise connection_error(self._where, err) from None
+        made = open_link(self._spec)
         self._local.link = made
         with self._plock:
             self._links.append(made)
         return made
 
-    def _call(self, *message: Any) -> Any:
+    def _call(self, op: str, *args: Any) -> Any:
+        assert op in OPERATIONS, op
         link = self._link()
         try:
-            if isinstance(link, Channel):
-                parts = wire.encode_parts(message)  # refuses unsendable values before anything is sent
-                reply = wire.decode_parts(*link.exchange(parts))
-            else:
-                reply = wire.decode(link.call(wire.encode(message)))
-        except (Pyro5.errors.CommunicationError, OSError) as err:
+            reply = link.call((op, *args))
+        except OSError as err:
             self._local.link = None
             raise PastSetConnectionError(
                 f"lost the connection to the PastSet server ({self._where}): {err}; "
@@ -174,7 +166,7 @@ class PastSet:
             links, self._links = self._links, []
         for each in links:
             try:
-                each.close() if isinstance(each, Channel) else each._pyroRelease()
+                each.close()
             except Exception:
                 pass
         self._local = threading.local()

@@ -83,6 +83,23 @@ def _seconds(text: str) -> float:
     return value
 
 
+_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+def _bytes(text: str) -> int:
+    """A size such as 1073741824, 512M or 1G (binary units; a trailing B or iB is allowed)."""
+    value = text.strip().lower().removesuffix("ib").removesuffix("b")
+    unit = value[-1:] if value[-1:] in _UNITS and value[-1:] else ""
+    number = value[: len(value) - len(unit)].strip()
+    try:
+        size = int(float(number) * _UNITS[unit])
+    except (ValueError, OverflowError):
+        raise ValueError("must be a size in bytes such as 1G, 512M or 1073741824") from None
+    if size < 1 << 20:
+        raise ValueError("must be at least 1M")
+    return size
+
+
 def _web(text: str) -> str:
     if text:
         if not text.rpartition(":")[2].isdigit():
@@ -145,6 +162,11 @@ SPEC: dict[str, tuple[Callable[[str], Any], str, str]] = {
         "auto",
         "element operations' direct channel: auto (a free port), a fixed PORT, or off (all through Pyro5)",
     ),
+    "PSMAXINFLIGHT": (
+        _bytes,
+        "1G",
+        "server: bytes of requests and replies held in flight (also the largest request); past it, reading waits",
+    ),
     "PSJOURNAL": (_text, "", "directory where the server journals every change, to recover after a crash"),
     "PSJOURNALSYNC": (_yes_no, "no", "fsync each journal record (survives power loss; much slower)"),
     "PSSECRET": (_text, "", "the run's secret (made by pypsrun, handed on privately; never shown)"),
@@ -187,6 +209,7 @@ class Settings:
     PSWEB: str = _default("PSWEB")
     PSDEADTIME: float = _default("PSDEADTIME")
     PSCHANNEL: str = _default("PSCHANNEL")
+    PSMAXINFLIGHT: int = _default("PSMAXINFLIGHT")
     PSJOURNAL: str = _default("PSJOURNAL")
     PSJOURNALSYNC: bool = _default("PSJOURNALSYNC")
     PSSECRET: str = _default("PSSECRET")

@@ -72,17 +72,7 @@ def main(argv: list[str] | None = None, prog: str = "pypsserver", scheduler: boo
         sys.stderr.write(f"{prog}: {err}\n")
         return 1
     try:
-        server = Server(
-            options.host,
-            port,
-            settings.psbin,
-            on_demand=not options.run,
-            secret=settings.PSSECRET,
-            deadtime=settings.PSDEADTIME,
-            journal_dir=settings.PSJOURNAL,
-            journal_sync=settings.PSJOURNALSYNC,
-            channel=settings.PSCHANNEL,
-        )
+        server = Server(settings, options.host, port, on_demand=not options.run)
     except OSError as err:
         fixed = f" or on channel port {settings.PSCHANNEL}" if settings.PSCHANNEL.isdigit() else ""
         sys.stderr.write(

@@ -20,7 +20,7 @@ from typing import Any
 
 from pastset.core.element import Element, check_template, deleted_error, template_key
 from pastset.core.journal import Journal
-from pastset.core.waits import WaitRegistry
+from pastset.core.waits import Caller, Wait, WaitRegistry
 from pastset.errors import (
     AppNotFoundError,
     PastSetError,
@@ -125,27 +125,43 @@ class Space:
             eid = self._by_key.get(key)
             if eid is not None:
                 return eid
-            eid = next(self._ids)
-            self._create(eid, template, xfunction, leases)
-            if self.journal is not None:
-                self.journal.write(("enter", eid, template, xfunction, leases))
-            log.debug(
-                "space %s: element %d %r%s",
-                self.name,
-                eid,
-                template,
-                f" with X-function {xfunction}" if xfunction else "",
-            )
-            return eid
+            if not xfunction:
+                return self._new(template, Element(template), None, leases)
+        # An X-function is loaded and created outside the space's lock: its import
+        # or __init__ may take long, and every other enter and delelement need that lock.
+        element = self._build(template, xfunction)
+        with self._lock:
+            if self._ended is not None:
+                raise RunEndedError(*self._ended.args)
+            eid = self._by_key.get(key)
+            if eid is not None:  # another caller entered it meanwhile: theirs wins
+                return eid
+            return self._new(template, element, xfunction, leases)
 
-    def _create(self, eid: int, template: tuple, xfunction: str | None, leases: bool) -> Element:
+    def _new(self, template: tuple, element: Element, xfunction: str | None, leases: bool) -> int:
+        """Register a new element (under the space's lock) and journal it."""
+        eid = next(self._ids)
+        self._register(eid, template, element, xfunction, leases)
+        if self.journal is not None:
+            self.journal.write(("enter", eid, template, xfunction, leases))
+        log.debug(
+            "space %s: element %d %r%s", self.name, eid, template, f" with X-function {xfunction}" if xfunction else ""
+        )
+        return eid
+
+    def _build(self, template: tuple, xfunction: str | None) -> Element:
         cls = load_xfunction(xfunction, self.psbin) if xfunction else Element
         try:
-            element = cls(template)
+            return cls(template)
         except Exception as err:
             raise XFunctionError(
                 f"X-function {xfunction!r} failed to create its element: {type(err).__name__}: {err}"
             ) from err
+
+    def _create(self, eid: int, template: tuple, xfunction: str | None, leases: bool) -> Element:
+        return self._register(eid, template, self._build(template, xfunction), xfunction, leases)
+
+    def _register(self, eid: int, template: tuple, element: Element, xfunction: str | None, leases: bool) -> Element:
         self._attach(eid, element)
         if self._paused:
             element.pause(True)
@@ -159,7 +175,7 @@ class Space:
 
     def _attach(self, eid: int, element: Element) -> None:
         journal = self.journal
-        element.attach(self, None if journal is None else lambda *record: journal.write((eid, *record)))
+        element.attach(self, None if journal is None else lambda *record: journal.write((eid, *record)), eid)
 
     def _recover(self, path: Path) -> None:
         """Rebuild the elements from a journal left by an earlier server of this run."""
@@ -278,6 +294,33 @@ class Space:
                     self._blocked.pop(task, None)
             self.activity.notify_all()
 
+    def waiting_for(self, step: int, waiter: Any, element: Element) -> None:
+        """One waiter starts (+1) or stops (-1) waiting on ``element`` (Monitor, with who waits).
+
+        Called under the element's lock, possibly by the thread that completes
+        the waiter: the task is the waiter's own, never the calling thread's.
+        """
+        if step > 0:
+            caller = waiter.caller
+            if caller is None:
+                caller = Caller(task=self._current_task() or "")
+            waiter.task = caller.task or None
+            waiter.key = self.waits.add(
+                Wait(caller, element.eid, element.template(), waiter.op, waiter.since, waiter.timeout)
+            )
+        else:
+            self.waits.remove(waiter.key)
+        task = waiter.task
+        with self.activity:
+            self._generation += 1
+            if task is not None:
+                count = self._blocked.get(task, 0) + step
+                if count:
+                    self._blocked[task] = count
+                else:
+                    self._blocked.pop(task, None)
+            self.activity.notify_all()
+
     def changed(self) -> None:
         """Note a state change (Monitor protocol); cheap, called under element locks."""
         self._generation += 1
@@ -320,6 +363,7 @@ def describe(space: Space) -> list[dict[str, Any]]:
                     "last": element.last(),
                     "delta": element.delta(),
                     "stored": element.stored(),
+                    "waiting": element.queued(),
                     "xfunction": space.xfunction_of(eid) or "",
                 }
             )

@@ -18,10 +18,15 @@ array's memory and received into the memory the decoded array then uses.
 
 Pyro5 stays what finds things and runs everything else: the name server, the
 scheduler, control and monitoring.  A client asks the space (through Pyro5)
-where its channel listens, then opens one channel per thread.  The first frame
-on a channel is a handshake carrying the run's secret and the task id, checked
-exactly as Pyro5's handshake is; nothing is read as a request before it passed.
-Frames are decoded by :mod:`pastset.wire` only (msgpack; nothing is unpickled).
+where its channel listens, then opens one channel per thread.  A channel
+starts with a handshake in a small fixed binary format (:data:`HELLO`: the
+run's secret, the run, the task id, the client's host, application and pid),
+read without the general codec and capped at :data:`HELLO_MAX` bytes; the
+secret is checked exactly as Pyro5's handshake checks it, and nothing is read as
+a request before it passed.  The answer (:data:`WELCOME`) carries the largest
+request the server takes (PSMAXINFLIGHT), so a larger one is refused on the
+caller's side.  Frames are decoded by :mod:`pastset.wire` only (msgpack;
+nothing is unpickled).
 
 The channel is switched off when Pyro5's TLS is on (``PYRO_SSL``), so that an
 encrypted run sends every byte through Pyro5's TLS.
@@ -30,14 +35,28 @@ encrypted run sends every byte through Pyro5's TLS.
 from __future__ import annotations
 
 import hmac
+import os
 import socket
 import struct
+import sys
+from dataclasses import dataclass
 from typing import Any
 
 from pastset import wire
 from pastset.errors import PastSetConnectionError
 
-__all__ = ["Channel", "keep_alive_socket", "parse_frame", "secret_matches", "send_frame", "small_frame"]
+__all__ = [
+    "Channel",
+    "Hello",
+    "encode_hello",
+    "encode_welcome",
+    "keep_alive_socket",
+    "parse_frame",
+    "parse_hello",
+    "secret_matches",
+    "send_frame",
+    "small_frame",
+]
 
 HEADER = struct.Struct("!IH")
 LENGTH = struct.Struct("!Q")
@@ -49,6 +68,75 @@ _NO_BUFFERS = struct.Struct("!I2x")  # HEADER with a buffer count of 0, packed f
 #: Seconds a new connection has to present its handshake.
 HANDSHAKE_TIMEOUT = 10.0
 SMALL = 65536
+
+#: The handshake: magic and version, then the lengths of secret, run, task, host
+#: and app (UTF-8), the client's pid, and those strings.  A fixed binary format
+#: read without the general codec, so nothing before authentication decodes
+#: anything nested.
+HELLO = struct.Struct("!4sHHHHHI")
+HELLO_MAGIC = b"PSC\x01"
+#: Largest handshake accepted, header included.
+HELLO_MAX = 4096
+#: The server's answer: magic, status (0: welcome), largest request it takes, message length; the message.
+WELCOME = struct.Struct("!4sBQH")
+
+
+@dataclass
+class Hello:
+    """What a client says when it opens a channel."""
+
+    secret: str
+    run: str
+    task: str
+    host: str
+    app: str
+    pid: int
+
+
+def encode_hello(hello: Hello) -> bytes:
+    """The handshake bytes for ``hello`` (ValueError if it is over :data:`HELLO_MAX`)."""
+    parts = [text.encode() for text in (hello.secret, hello.run, hello.task, hello.host, hello.app)]
+    data = HELLO.pack(HELLO_MAGIC, *(len(p) for p in parts), hello.pid & 0xFFFFFFFF) + b"".join(parts)
+    if len(data) > HELLO_MAX:
+        raise ValueError(f"a channel handshake of {len(data)} bytes is over the limit of {HELLO_MAX}")
+    return data
+
+
+def parse_hello(inbox: bytearray) -> Hello | None:
+    """Take the handshake off the front of ``inbox``; None if not all there; ConnectionError if malformed."""
+    if len(inbox) < HELLO.size:
+        if not HELLO_MAGIC.startswith(bytes(inbox[:4])):
+            raise ConnectionError("no PastSet channel handshake")
+        return None
+    magic, *lengths, pid = HELLO.unpack_from(inbox)
+    if magic != HELLO_MAGIC:
+        raise ConnectionError("no PastSet channel handshake (or one of another version)")
+    total = HELLO.size + sum(lengths)
+    if total > HELLO_MAX:
+        raise ConnectionError(f"a handshake of {total} bytes is over the limit of {HELLO_MAX}")
+    if len(inbox) < total:
+        return None
+    texts, offset = [], HELLO.size
+    for length in lengths:
+        try:
+            texts.append(bytes(inbox[offset : offset + length]).decode())
+        except UnicodeDecodeError:
+            raise ConnectionError("a handshake with text that is not UTF-8") from None
+        offset += length
+    del inbox[:total]
+    secret, run, task, host, app = texts
+    return Hello(secret, run, task, host, app, pid)
+
+
+def encode_welcome(status: int, max_request: int, message: str) -> bytes:
+    """The server's answer to a handshake."""
+    text = message.encode()[:4096]
+    return WELCOME.pack(HELLO_MAGIC, status, max_request, len(text)) + text
+
+
+def app_name() -> str:
+    """This program's name as the server shows it: the basename of ``sys.argv[0]``."""
+    return os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
 
 
 def secret_matches(secret: str, offered: object) -> bool:
@@ -161,34 +249,52 @@ class Channel:
     """
 
     def __init__(
-        self, host: str, port: int, run: str, secret: str, task: str, deadtime: float, timeout: float = 10.0
+        self,
+        host: str,
+        port: int,
+        run: str,
+        secret: str,
+        task: str,
+        deadtime: float,
+        timeout: float = 10.0,
+        app: str | None = None,
     ) -> None:
         where = f"{host}:{port}"
+        #: the largest request the server takes (it said so in the handshake)
+        self.max_request = MAX_FRAME
         try:
             self._sock = socket.create_connection((host, port), timeout=timeout)
         except OSError as err:
             raise PastSetConnectionError(f"cannot open the PastSet channel at {where}: {err}") from None
+        hello = Hello(secret, run, task, socket.gethostname(), app if app is not None else app_name(), os.getpid())
         try:
             self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             keep_alive_socket(self._sock, deadtime)
             self._rfile = self._sock.makefile("rb")
-            send_frame(self._sock, [wire.encode({"secret": secret, "task": task, "run": run})])
-            frame = _receive(self._rfile)
-        except OSError as err:
+            self._sock.sendall(encode_hello(hello))
+            head = self._rfile.read(WELCOME.size)
+            if len(head) < WELCOME.size:
+                status, message = 1, "the server closed the channel"
+            else:
+                magic, status, self.max_request, length = WELCOME.unpack(head)
+                message = self._rfile.read(length).decode(errors="replace")
+                if magic != HELLO_MAGIC:
+                    status, message = 1, "the server speaks another version of the channel"
+        except (OSError, ValueError) as err:
             self.close()
             raise PastSetConnectionError(f"the PastSet channel at {where} failed: {err}") from None
-        reply = wire.decode(frame[0]) if frame is not None else (1, "the server closed the channel")
-        if reply[0] != 0:
+        if status != 0:
             self.close()
-            raise PastSetConnectionError(f"the PastSet server at {where} refused the channel: {reply[1]}")
+            raise PastSetConnectionError(f"the PastSet server at {where} refused the channel: {message}")
         self._sock.settimeout(None)
 
     def exchange(self, parts: list[bytes | memoryview]) -> tuple[bytes, list[bytearray]]:
         """Send one request (body and buffers) and wait for the reply's; ConnectionError if the stream breaks."""
         size = len(parts[0]) if len(parts) == 1 else sum(len(part) for part in parts)
-        if size > MAX_FRAME or len(parts) > MAX_BUFFERS:
+        if size > self.max_request or len(parts) > MAX_BUFFERS:
             raise wire.SerialisationError(
-                f"a request of {size} bytes in {len(parts)} parts is over the limit of {MAX_FRAME} bytes"
+                f"a request of {size} bytes in {len(parts)} parts is over the server's limit of "
+                f"{self.max_request} bytes (PSMAXINFLIGHT on the server; at most {MAX_BUFFERS} parts)"
             )
         send_frame(self._sock, parts)
         reply = _receive(self._rfile)

@@ -1,153 +1,200 @@
-"""The server side of the direct channel: one event loop for every connection.
+"""The server side of the direct channel: one event loop for every connection, no thread per wait.
 
-With a thread per connection, every request woke its own thread, and the
-threads took turns at Python's interpreter lock: with a handful of busy
-clients the server spent more of its CPU time handing the lock around than on
-the requests (measured: 76 µs of server CPU per move+observe pair with four
-clients, against 10 µs for the same work in a tight loop).  Here one thread
-waits on all connections at once (epoll, or ``selectors`` elsewhere), reads whatever arrived, and
-runs each complete request itself — when it can finish without waiting.
+One thread waits on all connections at once (epoll, or ``selectors``
+elsewhere), reads whatever arrived, and starts each complete request
+(:meth:`Service.start`).  A request that completes at once is answered at
+once.  One that must wait (an observe of an empty element, a move that delta
+holds back) becomes a :class:`pastset.core.waiter.Waiter` queued on its
+element and bound to its connection: it costs no thread, and the loop keeps
+watching the connection while it waits, so a hang-up or a reset cancels the
+waiter at once.  When another caller makes the waiter ready, the element
+completes it and the loop sends the reply.  Work that may take long — an
+X-function's loading, creation and calls, and the decoding of frames over
+:data:`LARGE` — runs on a small, bounded pool of threads and never on the loop.
 
-A request that would block (an observe of an empty element, a move that delta
-holds back, anything on an element with an X-function, which may wait inside
-its override) is handed to a thread of its own, exactly as before: that
-connection is left out of the loop until the thread has sent the reply, so a
-client's requests are still answered in order, and a blocked observe holds up
-no one.  Whether a request would block is decided under the element's lock
-and the request then runs under it (:meth:`pastset.server.host.SpaceService.try_parts`),
-so nothing the loop runs ever waits.
+Delivery.  An unindexed observe takes its tuple only for a connection that is
+alive (checked just before, without reading).  After the reply went out it
+stays *unconfirmed* until the next request arrives on that connection: if the
+connection then ends with a reset, or with unacknowledged bytes still in the
+kernel, the reply never reached the program, and the tuple is given back to
+where it was (:meth:`pastset.core.element.Element.give_back`).  Linux resets a
+connection whose process dies with unread data, so a worker killed with its
+reply unread shows up as a reset.  TCP_USER_TIMEOUT (from the dead time) makes
+a reply to a vanished host fail instead of waiting for ever.
 
-Replies the socket cannot take at once (a large array to a slow reader) are
-finished by a thread too, so a slow reader never holds up the loop.
+Replies the socket cannot take at once wait in the connection's outbox and are
+written when it is writable; a connection's later requests wait until then,
+so a client's requests are still answered in order.  The bytes of frames held
+in inboxes and outboxes are bounded (``max_inflight``): past it the loop stops
+reading from connections with a frame in progress until replies drain.
 """
 
 from __future__ import annotations
 
 import collections
+import errno
+import fcntl
+import heapq
+import itertools
 import logging
-import select
-import selectors
 import socket
+import struct
+import termios
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from typing import Any, Protocol
 
-import Pyro5.callcontext
-
-from pastset import wire
+from pastset.core.waiter import Waiter
+from pastset.core.waits import Caller
 from pastset.transport.channel import (
     HANDSHAKE_TIMEOUT,
-    MAX_FRAME,
-    SMALL,
+    HEADER,
+    LENGTH,
+    MAX_BUFFERS,
+    Hello,
+    encode_welcome,
     keep_alive_socket,
     parse_frame,
+    parse_hello,
     secret_matches,
-    send_frame,
-    small_frame,
 )
+from pastset.transport.poller import IN, OUT, Poller
 
-__all__ = ["ChannelServer", "Connection", "Serve"]
+__all__ = ["LARGE", "ChannelServer", "Pending", "Reply", "Service"]
 
 log = logging.getLogger(__name__)
 
-#: How a server runs one request without waiting: (body, buffers) -> the reply's
-#: [body, buffer, ...], or a function that completes it in a thread of its own.
-Serve = Callable[[bytes, list[bytearray]], Any]
-
 _READ = 256 * 1024
+#: Frames of more bytes than this are decoded on the pool, not on the loop.
+LARGE = 1 << 20
+#: Threads of the pool that runs X-functions and large frames.
+POOL_THREADS = 16
+_RESET = {errno.ECONNRESET, errno.EPIPE, errno.ETIMEDOUT, errno.ECONNABORTED, errno.EHOSTUNREACH}
+_OUTQ = getattr(termios, "TIOCOUTQ", 0x5411)
+_INT = struct.Struct("i")
+_IN, _OUT = IN, OUT
+_Poller = Poller  # the name the loop's tests know
 
 
-class Connection:
-    """What the server knows of one channel connection.
+class Reply:
+    """A reply ready to send: its parts, and the tuples it hands over (to give back if it never arrives)."""
 
-    It stands where Pyro5's connection object stands during a call
-    (``Pyro5.callcontext.current_context.client``), so the task id and the
-    leases held by the connection are found the same way on both transports.
-    """
+    __slots__ = ("parts", "taken")
 
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-        self.pastset_task = ""
-        self.pastset_leases: list[Any] = []
+    def __init__(self, parts: list[bytes | memoryview], taken: tuple[Any, list[int], list[Any]] | None = None) -> None:
+        self.parts = parts
+        #: (element, indices, values) of an unindexed observe, None otherwise
+        self.taken = taken
 
-    def __repr__(self) -> str:
-        try:
-            return f"<channel connection from {self.sock.getpeername()}>"
-        except OSError:
-            return "<channel connection (closed)>"
+
+class Pending:
+    """A request queued on an element: its waiter, and when it gives up (monotonic, or None)."""
+
+    __slots__ = ("element", "until", "waiter")
+
+    def __init__(self, element: Any, waiter: Waiter) -> None:
+        self.element = element
+        self.waiter = waiter
+        self.until = None if waiter.timeout is None else time.monotonic() + max(0.0, waiter.timeout)
+
+
+#: What starting a request gives: a reply now, a queued waiter, or work for the pool.
+Outcome = Reply | Pending | Callable[[], "Reply"]
+
+
+class Hooks(Protocol):
+    """What a service's waiters are bound to: their connection."""
+
+    def notify(self, waiter: Waiter) -> None:
+        """The waiter completed (called under its element's lock, from any thread)."""
+
+    def alive(self) -> bool:
+        """False if the connection is known to be gone."""
+
+
+class Service(Protocol):
+    """The space a channel serves (pastset.server.service.SpaceService)."""
+
+    def start(self, caller: Caller, body: bytes, buffers: list[bytearray], hooks: Hooks) -> Outcome:
+        """Start one request without waiting."""
+
+    def finish(self, pending: Pending, caller: Caller) -> Outcome:
+        """The reply of a waiter that completed (or work for the pool that makes it)."""
+
+    def timed_out(self, pending: Pending) -> Reply:
+        """The reply of a waiter that gave up."""
 
 
 class _Link:
-    """The loop's state of one connection."""
+    """The loop's state of one connection; also the hooks its waiters are bound to."""
 
-    __slots__ = ("accepted", "busy", "conn", "dead", "inbox", "serve", "sock")
+    __slots__ = (
+        "accepted",
+        "big",
+        "bigfill",
+        "busy",
+        "caller",
+        "dead",
+        "early",
+        "events",
+        "inbox",
+        "outbox",
+        "outsize",
+        "pending",
+        "server",
+        "service",
+        "sock",
+        "unconfirmed",
+    )
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket.socket, server: ChannelServer) -> None:
         self.sock = sock
-        self.conn = Connection(sock)
+        self.server = server
+        self.caller = Caller()
         self.inbox = bytearray()
-        self.serve: Serve | None = None  # set once the handshake passed
+        self.service: Service | None = None  # set once the handshake passed
         self.accepted = time.monotonic()
-        self.busy = False  # a thread owns the connection (a waiting request, or a long reply)
+        self.big: bytearray | None = None  # a large frame being received into its own buffer
+        self.bigfill = 0
+        self.busy = False  # the pool works on a request of this connection
+        self.pending: Pending | None = None
+        self.outbox: collections.deque[memoryview] = collections.deque()
+        self.outsize = 0
+        self.unconfirmed: tuple[Any, list[int], list[Any]] | None = None
         self.dead = False
+        self.early: Waiter | None = None
+        self.events = _IN
 
+    def notify(self, waiter: Waiter) -> None:
+        self.server._post(self._completed, waiter)
 
-class _Poller:
-    """Readiness of many sockets: epoll where there is one (Linux), else :mod:`selectors`.
+    def _completed(self, waiter: Waiter) -> None:
+        self.server._completed(self, waiter)
 
-    epoll is used directly because the loop wakes twice per move+observe pair,
-    and ``selectors``' bookkeeping around each wake-up was a few microseconds of it.
-    """
+    def alive(self) -> bool:
+        if self.dead:
+            return False
+        try:
+            return self.sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) != b""
+        except (BlockingIOError, InterruptedError):
+            return True
+        except OSError:
+            return False
 
-    def __init__(self, epoll: bool = hasattr(select, "epoll")) -> None:
-        self._epoll = select.epoll() if epoll else None
-        self._selector = selectors.DefaultSelector() if self._epoll is None else None
-        self._data: dict[int, Any] = {}
-
-    def register(self, sock: socket.socket, data: Any) -> None:
-        fd = sock.fileno()
-        self._data[fd] = data
-        if self._epoll is not None:
-            self._epoll.register(fd, select.EPOLLIN)
-        else:
-            assert self._selector is not None
-            self._selector.register(fd, selectors.EVENT_READ, data)
-
-    def unregister(self, sock: socket.socket) -> None:
-        fd = sock.fileno()
-        if self._data.pop(fd, _MISSING) is _MISSING:
-            return
-        if self._epoll is not None:
-            self._epoll.unregister(fd)
-        else:
-            assert self._selector is not None
-            self._selector.unregister(fd)
-
-    def poll(self, timeout: float | None) -> list[Any]:
-        """The data of the sockets ready to read (``timeout`` None: wait as long as it takes)."""
-        if self._epoll is not None:
-            data = self._data
-            return [data[fd] for fd, _ in self._epoll.poll(-1 if timeout is None else timeout) if fd in data]
-        assert self._selector is not None
-        return [key.data for key, _ in self._selector.select(timeout)]
-
-    def close(self) -> None:
-        if self._epoll is not None:
-            self._epoll.close()
-        elif self._selector is not None:
-            self._selector.close()
-
-
-_MISSING = object()
+    def __repr__(self) -> str:
+        return f"<channel connection of {self.caller.app or '?'} pid {self.caller.pid} on {self.caller.host or '?'}>"
 
 
 class ChannelServer:
     """Listens for channels next to a Pyro5 daemon and serves them all from one event loop.
 
-    ``services`` maps a run name to the callable that runs one request (see
-    :data:`Serve`); ``closed`` is told when a connection ends, so the server
-    can hand back its leases.
+    ``services`` maps a run name to its :class:`Service`; ``closed`` is told
+    the caller of a connection that ended, so the server can hand back its
+    leases.  ``max_inflight`` bounds the bytes of frames held in flight (and
+    so the largest request); ``pool_threads`` the threads for slow work.
     """
 
     def __init__(
@@ -155,19 +202,22 @@ class ChannelServer:
         host: str,
         port: int,
         secret: str,
-        services: Callable[[str], Serve | None],
-        closed: Callable[[Connection], None],
+        services: Callable[[str], Service | None],
+        closed: Callable[[Caller], None],
         deadtime: float = 6.0,
+        max_inflight: int = 1 << 30,
+        pool_threads: int = POOL_THREADS,
     ) -> None:
         self.secret = secret
         self._services = services
         self._closed = closed
         self._deadtime = deadtime
+        self.max_inflight = max_inflight
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self._sock = socket.create_server((host, port), family=family, backlog=1024)
+        self._sock = socket.create_server((host, port), family=family, backlog=4096)
         self._sock.setblocking(False)
         self.port = int(self._sock.getsockname()[1])
-        self._poller = _Poller()
+        self._poller = Poller()
         self._poller.register(self._sock, None)
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
@@ -175,7 +225,12 @@ class ChannelServer:
         self._poller.register(self._wake_r, "wake")
         self._links: dict[socket.socket, _Link] = {}
         self._greeting: set[_Link] = set()  # accepted, handshake not yet received
-        self._returned: collections.deque[_Link] = collections.deque()
+        self._posted: collections.deque[tuple[Callable[..., None], Any]] = collections.deque()
+        self._deadlines: list[tuple[float, int, _Link, Pending]] = []
+        self._seq = itertools.count()
+        self._inflight = 0  # bytes in inboxes and outboxes
+        self._held: set[_Link] = set()  # not read from until the in-flight bytes drain
+        self._pool = ThreadPoolExecutor(max_workers=pool_threads, thread_name_prefix="channel-pool")
         self._stopping = False
         self._thread = threading.Thread(target=self._loop, name="channel-loop", daemon=True)
         self._thread.start()
@@ -184,26 +239,60 @@ class ChannelServer:
     def _loop(self) -> None:
         try:
             while not self._stopping:
-                waiting_handshake = bool(self._greeting)
-                for ready in self._poller.poll(1.0 if waiting_handshake else None):
+                for ready, events in self._poller.poll_events(self._timeout()):
                     if ready is None:
                         self._accept()
                     elif ready == "wake":
                         self._drain_wakeups()
                     else:
-                        self._readable(ready)
-                if waiting_handshake:
-                    self._expire_handshakes()
+                        if events & _OUT and not ready.dead:
+                            self._flush(ready)
+                        if events & ~_OUT and not ready.dead:
+                            self._readable(ready)
+                    self._run_posted()
+                self._run_posted()
+                self._expire()
         except Exception:  # pragma: no cover - a bug: say so, and close what we hold
             log.exception("the channel's event loop failed")
         finally:
             for link in list(self._links.values()):
-                self._drop(link)
+                self._ended(link, None)
             self._poller.close()
             for sock in (self._sock, self._wake_r, self._wake_w):
                 sock.close()
+            self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def _timeout(self) -> float | None:
+        timeout = 1.0 if self._greeting else None
+        if self._deadlines:
+            left = max(0.0, self._deadlines[0][0] - time.monotonic())
+            timeout = left if timeout is None else min(timeout, left)
+        return timeout
+
+    def _post(self, action: Callable[..., None], arg: Any) -> None:
+        """Run ``action(arg)`` on the loop (from any thread; never blocks)."""
+        self._posted.append((action, arg))
+        if threading.current_thread() is not self._thread:
+            try:
+                self._wake_w.send(b"!")
+            except OSError:
+                pass  # the wake-up pipe is full (the loop will drain it) or closed (stopping)
+
+    def _run_posted(self) -> None:
+        posted = self._posted
+        while posted:
+            action, arg = posted.popleft()
+            action(arg)
+
+    def _drain_wakeups(self) -> None:
+        try:
+            while self._wake_r.recv(4096):
+                pass
+        except (BlockingIOError, InterruptedError):
+            pass
 
     def _accept(self) -> None:
+        user_timeout = getattr(socket, "TCP_USER_TIMEOUT", None)
         while True:
             try:
                 sock, _ = self._sock.accept()
@@ -216,182 +305,388 @@ class ChannelServer:
             try:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 keep_alive_socket(sock, self._deadtime)
+                if user_timeout is not None:  # unacknowledged data to a vanished host fails within the dead time
+                    sock.setsockopt(socket.IPPROTO_TCP, user_timeout, max(1000, int(self._deadtime * 1000)))
                 sock.setblocking(False)
             except OSError:
                 sock.close()
                 continue
-            link = _Link(sock)
+            link = _Link(sock, self)
             self._links[sock] = link
             self._greeting.add(link)
             self._poller.register(sock, link)
 
     def _readable(self, link: _Link) -> None:
+        if link.big is not None:
+            self._read_big(link)
+            return
         try:
             data = link.sock.recv(_READ)
         except (BlockingIOError, InterruptedError):
             return
         except OSError as err:
-            log.debug("channel %r ended: %s", link.conn, err)
-            self._drop(link)
+            log.debug("%r ended: %s", link, err)
+            self._ended(link, err.errno)
             return
         if not data:
-            self._drop(link)
+            self._ended(link, None)
             return
+        link.unconfirmed = None  # it sent more: it has read our last reply
         link.inbox += data
+        self._inflight += len(data)
         self._work(link)
+        if self._inflight > self.max_inflight and link.inbox and not link.dead:
+            self._hold(link)
 
     def _work(self, link: _Link) -> None:
-        """Answer every complete request in the connection's inbox, until one needs a thread."""
-        while not link.busy and not link.dead:
+        """Start every complete request in the connection's inbox, until one waits or goes to the pool."""
+        while not link.dead and link.pending is None and not link.busy and not link.outbox and link.big is None:
+            before = len(link.inbox)
+            if link.service is None:
+                try:
+                    hello = parse_hello(link.inbox)
+                except ConnectionError as err:
+                    log.info("closed a channel from %s: %s", _peer(link.sock), err)
+                    self._ended(link, None)
+                    return
+                if hello is None:
+                    return
+                self._inflight -= before - len(link.inbox)
+                self._handshake(link, hello)
+                continue
             try:
-                frame = parse_frame(link.inbox, MAX_FRAME if link.serve is not None else SMALL)
+                frame = parse_frame(link.inbox, self.max_inflight)
             except ConnectionError as err:
                 log.info("closed a channel from %s: %s", _peer(link.sock), err)
-                self._drop(link)
+                self._ended(link, None)
                 return
             if frame is None:
                 return
+            self._inflight -= before - len(link.inbox)
             body, buffers = frame
-            if link.serve is None:
-                self._handshake(link, body)
-                continue
-            Pyro5.callcontext.current_context.client = link.conn
-            try:
-                result = link.serve(body, buffers)
-            finally:
-                Pyro5.callcontext.current_context.client = None
-            if callable(result):
-                self._hand_off(link, result)
-            else:
-                self._reply(link, result)
+            size = len(body) + sum(len(b) for b in buffers)
+            if size > LARGE:
+                self._off_loop(link, partial(self._start, link, body, buffers))
+                return
+            self._outcome(link, self._start(link, body, buffers))
+        self._release()
 
-    def _handshake(self, link: _Link, body: bytes) -> None:
+    def _begin_big(self, link: _Link, total: int) -> None:
+        """Receive a large frame into a buffer of its own size (no growing and copying of the inbox)."""
+        big = bytearray(total)
+        have = min(total, len(link.inbox))
+        big[:have] = link.inbox[:have]
+        del link.inbox[:have]
+        self._inflight += total - have
+        link.big, link.bigfill = big, have
+        if have == total:
+            self._big_done(link)
+
+    def _read_big(self, link: _Link) -> None:
+        assert link.big is not None
         try:
-            hello = wire.decode(body)
-        except wire.SerialisationError:
-            hello = None
-        if not isinstance(hello, dict):
-            log.info("closed a channel from %s: no handshake", _peer(link.sock))
-            self._drop(link)
-            return
-        if not secret_matches(self.secret, hello.get("secret")):
-            log.warning("refused a channel without the run's secret from %s", _peer(link.sock))
-            self._reply(link, [wire.encode((1, "this PastSet run needs its secret"))], then_close=True)
-            return
-        run = hello.get("run")
-        serve = self._services(run) if isinstance(run, str) else None
-        if serve is None:
-            self._reply(link, [wire.encode((1, f"no PastSet named {run!r} on this server"))], then_close=True)
-            return
-        task = hello.get("task")
-        if isinstance(task, str):
-            link.conn.pastset_task = task
-        link.serve = serve
-        self._greeting.discard(link)
-        self._reply(link, [wire.encode((0, "pastset"))])
-
-    def _expire_handshakes(self) -> None:
-        now = time.monotonic()
-        for link in [link for link in self._greeting if not link.busy]:
-            if now - link.accepted > HANDSHAKE_TIMEOUT:
-                log.info("closed a channel from %s: no handshake within %g s", _peer(link.sock), HANDSHAKE_TIMEOUT)
-                self._drop(link)
-
-    # --------------------------------------------------------------- replies
-    def _reply(self, link: _Link, parts: list[bytes | memoryview], then_close: bool = False) -> None:
-        """Send a small reply now; a thread sends a large one, or what the socket did not take at once."""
-        if len(parts) > 1 or len(parts[0]) >= SMALL:
-            self._hand_off(link, lambda: parts, then_close=then_close)
-            return
-        data = small_frame(parts[0])
-        try:
-            sent = link.sock.send(data)
+            got = link.sock.recv_into(memoryview(link.big)[link.bigfill :])
         except (BlockingIOError, InterruptedError):
-            sent = 0
-        except OSError:
-            self._drop(link)
             return
-        if sent == len(data):
-            if then_close:
-                self._drop(link)
+        except OSError as err:
+            self._ended(link, err.errno)
             return
-        rest = memoryview(data)[sent:]
-        self._hand_off(link, lambda: [rest], raw=True, then_close=then_close)
+        if not got:
+            self._ended(link, None)
+            return
+        link.unconfirmed = None
+        link.bigfill += got
+        if link.bigfill == len(link.big):
+            self._big_done(link)
 
-    def _hand_off(self, link: _Link, finish: Callable[[], Any], raw: bool = False, then_close: bool = False) -> None:
-        """Give the connection to a thread that runs ``finish`` and sends its reply, then returns it to the loop."""
+    def _big_done(self, link: _Link) -> None:
+        big, link.big = link.big, None
+        assert big is not None
+        self._inflight -= len(big)
+
+        def work() -> Outcome:
+            frame = parse_frame(big, len(big))
+            assert frame is not None
+            return self._start(link, *frame)
+
+        self._off_loop(link, work)
+
+    def _start(self, link: _Link, body: bytes, buffers: list[bytearray]) -> Outcome:
+        assert link.service is not None
+        return link.service.start(link.caller, body, buffers, link)
+
+    def _outcome(self, link: _Link, outcome: Outcome) -> None:
+        if isinstance(outcome, Reply):
+            self._send(link, outcome)
+        elif isinstance(outcome, Pending):
+            link.pending = outcome
+            if link.early is outcome.waiter:  # it completed on another thread before we knew it queued
+                link.early = None
+                self._completed(link, outcome.waiter)
+                return
+            if outcome.until is not None:
+                heapq.heappush(self._deadlines, (outcome.until, next(self._seq), link, outcome))
+        else:
+            self._off_loop(link, outcome)
+
+    def _off_loop(self, link: _Link, work: Callable[[], Outcome]) -> None:
+        """Run ``work`` on the pool; its outcome comes back to the loop."""
         link.busy = True
-        self._poller.unregister(link.sock)
 
         def run() -> None:
-            Pyro5.callcontext.current_context.client = link.conn
             try:
-                parts = finish()
-                link.sock.setblocking(True)
-                if raw:
-                    link.sock.sendall(parts[0])
-                else:
-                    send_frame(link.sock, parts)
-                link.sock.setblocking(False)
-            except OSError as err:
-                log.debug("channel %r ended: %s", link.conn, err)
-                link.dead = True
+                outcome = work()
+                while callable(outcome) and not isinstance(outcome, (Reply, Pending)):
+                    outcome = outcome()  # already on the pool: run it here
             except Exception:  # pragma: no cover - a bug in a request: the connection cannot go on
                 log.exception("error while serving a channel request")
-                link.dead = True
-            finally:
-                Pyro5.callcontext.current_context.client = None
-            if then_close:
-                link.dead = True
-            self._returned.append(link)
-            try:
-                self._wake_w.send(b"!")
-            except OSError:
-                pass  # the wake-up pipe is full (the loop will drain it) or closed (stopping)
+                outcome = None
+            self._post(self._back, (link, outcome))
 
-        threading.Thread(target=run, name="channel-wait", daemon=True).start()
+        self._pool.submit(run)
 
-    def _drain_wakeups(self) -> None:
-        try:
-            while self._wake_r.recv(4096):
-                pass
-        except (BlockingIOError, InterruptedError):
-            pass
-        while self._returned:
-            link = self._returned.popleft()
-            link.busy = False
-            if link.dead or self._stopping:
-                self._drop(link)
-                continue
-            self._poller.register(link.sock, link)
-            self._work(link)  # requests that arrived meanwhile wait in its inbox
-
-    def _drop(self, link: _Link) -> None:
-        if link.sock not in self._links:
+    def _back(self, item: tuple[_Link, Outcome | None]) -> None:
+        link, outcome = item
+        link.busy = False
+        if outcome is None:
+            self._ended(link, None)
             return
-        del self._links[link.sock]
+        if link.dead:
+            if isinstance(outcome, Reply) and outcome.taken is not None:
+                _give_back(outcome.taken)
+            elif isinstance(outcome, Pending):
+                self._abandon(outcome)
+            return
+        self._outcome(link, outcome)
+        self._work(link)
+
+    def _completed(self, link: _Link, waiter: Waiter) -> None:
+        """A queued waiter of ``link`` completed: send its reply (or give back what it took)."""
+        pending = link.pending
+        if pending is None or pending.waiter is not waiter:
+            if link.busy:
+                link.early = waiter  # queued from the pool, whose outcome is yet to come back
+            return  # else handled already (its connection ended, or it timed out)
+        link.pending = None
+        if link.dead:
+            self._abandon(pending)
+            return
+        assert link.service is not None
+        self._outcome(link, link.service.finish(pending, link.caller))
+        self._work(link)
+
+    def _abandon(self, pending: Pending) -> None:
+        """The connection of ``pending`` is gone: cancel it, or give back what it took."""
+        waiter = pending.waiter
+        if not pending.element.cancel(waiter) and waiter.done and waiter.error is None and waiter.taken:
+            values = waiter.result if waiter.op == "observe_many" else [waiter.result]
+            pending.element.give_back(waiter.taken, values)
+            log.info("%d tuple(s) of element %d given back: the observer left", len(values), pending.element.eid)
+
+    def _expire(self) -> None:
+        now = time.monotonic()
+        while self._deadlines and self._deadlines[0][0] <= now:
+            _, _, link, pending = heapq.heappop(self._deadlines)
+            if link.pending is not pending or link.dead:
+                continue
+            if pending.element.cancel(pending.waiter):
+                link.pending = None
+                assert link.service is not None
+                self._send(link, link.service.timed_out(pending))
+                self._work(link)
+        if self._greeting:
+            for link in [link for link in self._greeting if now - link.accepted > HANDSHAKE_TIMEOUT]:
+                log.info("closed a channel from %s: no handshake within %g s", _peer(link.sock), HANDSHAKE_TIMEOUT)
+                self._ended(link, None)
+
+    def _handshake(self, link: _Link, hello: Hello) -> None:
         self._greeting.discard(link)
-        link.dead = True
-        if not link.busy:
+        if not secret_matches(self.secret, hello.secret):
+            log.warning("refused a channel without the run's secret from %s", _peer(link.sock))
+            self._refuse(link, "this PastSet run needs its secret")
+            return
+        service = self._services(hello.run)
+        if service is None:
+            self._refuse(link, f"no PastSet named {hello.run!r} on this server")
+            return
+        link.caller = Caller(task=hello.task, host=hello.host, pid=hello.pid, app=hello.app)
+        link.service = service
+        self._write(link, [encode_welcome(0, self.max_inflight, "pastset")])
+
+    def _refuse(self, link: _Link, message: str) -> None:
+        try:
+            link.sock.send(encode_welcome(1, 0, message))
+        except OSError:
+            pass
+        self._ended(link, None)
+
+    # --------------------------------------------------------------- replies
+    def _send(self, link: _Link, reply: Reply) -> None:
+        parts = reply.parts
+        body = parts[0]
+        if len(parts) == 1:
+            head = HEADER.pack(len(body), 0)
+        else:
+            head = HEADER.pack(len(body), len(parts) - 1) + b"".join(LENGTH.pack(len(p)) for p in parts[1:])
+        if reply.taken is not None:
+            link.unconfirmed = reply.taken
+        if len(parts) == 1 and len(body) < 65536:
+            self._write(link, [head + body])
+        else:
+            self._write(link, [head, *parts])
+
+    def _write(self, link: _Link, pieces: list[bytes | memoryview]) -> None:
+        """Send ``pieces`` now as far as the socket takes them; the rest goes to the outbox."""
+        if not link.outbox:
             try:
-                self._poller.unregister(link.sock)
-            except (KeyError, ValueError):
-                pass
+                sent = link.sock.sendmsg(pieces) if len(pieces) > 1 else link.sock.send(pieces[0])
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError as err:
+                self._ended(link, err.errno)
+                return
+            for piece in pieces:
+                size = len(piece)
+                if sent >= size:
+                    sent -= size
+                    continue
+                view = memoryview(piece)[sent:]
+                sent = 0
+                link.outbox.append(view)
+                link.outsize += len(view)
+                self._inflight += len(view)
+        else:
+            for piece in pieces:
+                link.outbox.append(memoryview(piece))
+                link.outsize += len(piece)
+                self._inflight += len(piece)
+        if link.outbox and not link.events & _OUT:
+            link.events |= _OUT
+            self._poller.modify(link.sock, link.events)
+
+    def _flush(self, link: _Link) -> None:
+        outbox = link.outbox
+        while outbox:
+            batch = list(itertools.islice(outbox, 64))
+            try:
+                sent = link.sock.sendmsg(batch)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as err:
+                self._ended(link, err.errno)
+                return
+            link.outsize -= sent
+            self._inflight -= sent
+            while sent and outbox:
+                head = outbox[0]
+                if sent >= len(head):
+                    sent -= len(head)
+                    outbox.popleft()
+                else:
+                    outbox[0] = head[sent:]
+                    sent = 0
+        link.events &= ~_OUT
+        self._poller.modify(link.sock, link.events)
+        self._work(link)
+
+    # ----------------------------------------------------- back-pressure
+    def _hold(self, link: _Link) -> None:
+        """Stop reading ``link`` until the bytes in flight drain (hang-ups are still seen)."""
+        if link in self._held:
+            return
+        self._held.add(link)
+        link.events &= ~_IN
+        self._poller.modify(link.sock, link.events)
+
+    def _release(self) -> None:
+        if self._held and self._inflight <= self.max_inflight:
+            for link in list(self._held):
+                self._held.discard(link)
+                if not link.dead:
+                    link.events |= _IN
+                    self._poller.modify(link.sock, link.events)
+
+    # ---------------------------------------------------------------- ending
+    def _ended(self, link: _Link, err: int | None) -> None:
+        """The connection ended (``err``: the errno it ended with): cancel its waiter, give back what never arrived."""
+        if link.dead:
+            return
+        link.dead = True
+        if link.unconfirmed is not None and not self._stopping and (link.outbox or _undelivered(link.sock, err)):
+            _give_back(link.unconfirmed)
+            log.info("a reply to %r never arrived: its tuple went back to element %d", link, link.unconfirmed[0].eid)
+        link.unconfirmed = None
+        if link.pending is not None:
+            pending, link.pending = link.pending, None
+            self._abandon(pending)
+        self._inflight -= len(link.inbox) + link.outsize + (len(link.big) if link.big is not None else 0)
+        link.big = None
+        link.inbox = bytearray()
+        link.outbox.clear()
+        link.outsize = 0
+        self._held.discard(link)
+        self._links.pop(link.sock, None)
+        self._greeting.discard(link)
+        try:
+            self._poller.unregister(link.sock)
+        except (KeyError, ValueError, OSError):
+            pass
         try:
             link.sock.close()
         except OSError:  # pragma: no cover
             pass
-        self._closed(link.conn)
+        if link.service is not None:
+            self._closed(link.caller)
+        self._release()
 
     # ------------------------------------------------------------------ stop
     def close(self) -> None:
-        """Stop accepting and end every open channel (threads waiting in requests end with the run)."""
+        """Stop accepting and end every open channel."""
         self._stopping = True
         try:
             self._wake_w.send(b"!")
         except OSError:
             pass
         self._thread.join(5)
+
+    def waiting(self) -> int:
+        """Connections with a request queued on an element (for tests and views)."""
+        return sum(1 for link in list(self._links.values()) if link.pending is not None)
+
+
+def _frame_size(inbox: bytearray) -> int | None:
+    """The whole size of the frame at the front of ``inbox`` (header included), None until its header is there."""
+    if len(inbox) < HEADER.size:
+        return None
+    size, count = HEADER.unpack_from(inbox)
+    if count > MAX_BUFFERS:
+        return None  # parse_frame refuses it
+    start = HEADER.size + LENGTH.size * count
+    if len(inbox) < start:
+        return None
+    return start + size + sum(LENGTH.unpack_from(inbox, HEADER.size + i * LENGTH.size)[0] for i in range(count))
+
+
+def _undelivered(sock: socket.socket, err: int | None) -> bool:
+    """True if what we last sent on ``sock`` cannot have reached the program at the other end."""
+    if err in _RESET:
+        return True
+    try:
+        if sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR):
+            return True
+        buf = bytearray(_INT.size)
+        fcntl.ioctl(sock.fileno(), _OUTQ, buf)
+        return _INT.unpack(buf)[0] > 0
+    except OSError:
+        return err is not None
+
+
+def _give_back(taken: tuple[Any, list[int], list[Any]]) -> None:
+    element, indices, values = taken
+    try:
+        element.give_back(indices, values)
+    except Exception:  # pragma: no cover - the element ended meanwhile
+        log.debug("could not give back tuples of element %d", element.eid, exc_info=True)
 
 
 def _peer(sock: socket.socket) -> str:

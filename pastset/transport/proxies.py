@@ -7,6 +7,8 @@ without it before any request is read.
 
 from __future__ import annotations
 
+import os
+import socket
 from typing import Any
 
 import Pyro5.api
@@ -15,7 +17,7 @@ import Pyro5.errors
 
 from pastset.errors import PastSetConnectionError
 from pastset.transport import tls
-from pastset.transport.channel import keep_alive_socket
+from pastset.transport.channel import app_name, keep_alive_socket
 
 __all__ = ["connection_error", "keep_alive", "lookup", "proxy", "refused"]
 
@@ -24,7 +26,13 @@ def proxy(uri: Any, secret: str = "", task: str = "", timeout: float | None = No
     """A proxy for ``uri`` that speaks msgpack and presents ``secret`` (and ``task``)."""
     made = Pyro5.api.Proxy(uri)
     made._pyroSerializer = "msgpack"
-    made._pyroHandshake = {"secret": secret, "task": task}
+    made._pyroHandshake = {
+        "secret": secret,
+        "task": task,
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "app": app_name(),
+    }
     if timeout is not None:
         made._pyroTimeout = timeout
     return made

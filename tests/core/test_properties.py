@@ -227,7 +227,7 @@ def test_random_and_truncated_messages_do_not_hurt_the_server(server):
             payload = struct.pack("!IH", len(hello), 0) + hello + rng.randbytes(rng.randrange(0, 40))
         _send(channel, payload)
     # requests that pass the transport (Pyro5 and the channel) but carry garbage for pastset
-    for raw in (proxy(pset._uri, pset._secret), pset._link()):
+    for raw in (proxy(pset._uri, pset._secret), pset._link()._channel):  # type: ignore[attr-defined]
         for _ in range(150):
             garbage = rng.randbytes(rng.randrange(0, 80))
             reply = decode(raw.call(garbage))

@@ -37,6 +37,7 @@ from pastset.core.space import Space
 from pastset.runs import runs_dir
 from pastset.server.host import SchedulerService, Server
 from pastset.server.web import StatusPage, start_web, web_address
+from pastset.settings import Settings
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -337,7 +338,7 @@ def test_a_run_without_a_secret_can_be_watched_but_never_steered(tmp_path):
 def test_start_web_needs_a_scheduler_and_a_free_port_and_cleans_up(tmp_path, monkeypatch, caplog):
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
     tmp_path.chmod(0o700)
-    server = Server(psbin=[str(tmp_path)])
+    server = Server(Settings(PSBIN=str(tmp_path)))
     try:
         assert start_web(server, "0", "s3cret") is None and "no scheduler" in caplog.text
         server.open("webrun", scheduler=True)

@@ -16,7 +16,7 @@ from conftest import start_server, stop_server
 
 import pastset
 from pastset.errors import PastSetConnectionError
-from pastset.transport.channel import Channel
+from pastset.transport.channel import WELCOME, Channel, Hello, encode_hello
 from pastset.wire import decode, encode
 
 
@@ -98,9 +98,10 @@ def _raw_channel(pset: pastset.PastSet) -> socket.socket:
     """A plain socket past the channel's handshake, to send frames by hand."""
     host, port = pset._channel
     sock = socket.create_connection((host, port), timeout=10)
-    hello = encode({"secret": pset._secret, "task": "", "run": pset._run})
-    sock.sendall(struct.pack("!IH", len(hello), 0) + hello)
-    assert _read_frame(sock) == (0, "pastset")
+    sock.sendall(encode_hello(Hello(pset._secret, pset._run, "", "raw-host", "raw-test", 1)))
+    head = sock.recv(WELCOME.size, socket.MSG_WAITALL)
+    _, status, _, length = WELCOME.unpack(head)
+    assert (status, sock.recv(length, socket.MSG_WAITALL)) == (0, b"pastset")
     return sock
 
 

@@ -1,0 +1,73 @@
+"""A blocked client cut off by the network: its tuple is given back once the server sees the connection dead.
+
+The client runs on a network-namespace host (tests/infra/netns_hosts.py) whose
+link is brought down while it waits in observe; a job is moved at once, handed
+to it (nothing tells the server yet that it is gone), and must reach a live
+observer once TCP gives up on the unacknowledged reply (TCP_USER_TIMEOUT, from
+PSDEADTIME).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+from conftest import start_server, stop_server
+
+import pastset
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "infra"))
+from netns_hosts import NetnsHosts
+from test_delivery import wait_for, waiting_on
+
+pytestmark = [pytest.mark.netns, pytest.mark.timeout(180)]
+
+BLOCKED = """
+import pastset
+jobs = pastset.PastSet().enter(("jobs", int))
+print("got", jobs.observe(), flush=True)
+"""
+
+
+def test_a_cut_off_observer_gives_its_job_back(tmp_path, monkeypatch):
+    monkeypatch.setenv("PSDEADTIME", "2")
+    with NetnsHosts(n=1, prefix="e" + secrets.token_hex(2)) as hosts:
+        host = hosts[0]
+        srv = start_server(tmp_path, "--host", hosts.gateway_address)
+        remote = None
+        try:
+            monkeypatch.setenv("PSNS", srv.address)
+            monkeypatch.setenv("PSRUN", srv.run)
+            jobs = pastset.PastSet().enter(("jobs", int))
+            remote = host.popen(
+                [sys.executable, "-c", BLOCKED],
+                env=srv.env(PYTHONPATH=str(Path(pastset.__file__).resolve().parent.parent)),
+                stdout=subprocess.PIPE,
+                start_new_session=True,
+            )
+            wait_for(lambda: waiting_on(srv, "jobs") == 1, "the remote observer blocked")
+            got: list[object] = []
+            local = threading.Thread(target=lambda: got.append(jobs.observe(timeout=60)), daemon=True)
+            local.start()  # queued behind the remote one
+            wait_for(lambda: waiting_on(srv, "jobs") == 2, "the local observer queued behind it")
+            host.cut_off()
+            jobs.move((42,))  # goes to the remote observer first: nothing says yet that it is gone
+            local.join(60)
+            assert got == [(42,)]
+            assert jobs.first() == jobs.last() == 1
+        finally:
+            if remote is not None:
+                try:
+                    os.killpg(remote.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                remote.wait(10)
+                if remote.stdout is not None:
+                    remote.stdout.close()
+            stop_server(srv)
