@@ -17,6 +17,22 @@ Nothing here ever unpickles: a type object is sent by name and looked up in a
 fixed table, so bytes from the network can only ever produce plain data.
 Anything the codec does not know is refused on the sending side with a
 :class:`~pastset.errors.SerialisationError` that names the value's type.
+
+Limits (checked on both sides, so a peer that skips the sending side's checks
+gets the same refusal from the receiving side, and never a crashed process):
+
+- :data:`MAX_DEPTH` levels of nesting.  msgpack decodes lists and dicts with
+  a stack of its own, but every tuple, set or array is an extension whose
+  payload is decoded by a call of its own: ``msgpack.unpackb`` keeps its
+  decoding context (about 40 KiB) on the C stack, so some 25 nested tuples
+  overflowed a 1 MiB thread stack.  Frames below the first few are decoded with
+  a heap-allocated ``msgpack.Unpacker`` (about 1 KiB of C stack a level), the
+  depth is counted as extensions open, and the total depth, lists and dicts
+  included, is counted bottom-up as containers are built.
+- Sets and dict keys whose hashes collide en masse (complex numbers and big
+  integers can be chosen to) are refused: building them would take quadratic
+  time.
+- Integers of more than ``sys.get_int_max_str_digits()`` digits (4300 by default).
 """
 
 from __future__ import annotations
@@ -24,6 +40,7 @@ from __future__ import annotations
 import struct
 import sys
 import threading
+from itertools import chain, repeat
 from typing import Any
 
 import msgpack
@@ -52,7 +69,18 @@ def _need_numpy() -> Any:
     return numpy
 
 
-__all__ = ["OUT_OF_BAND", "SUPPORTED", "decode", "decode_parts", "encode", "encode_parts"]
+__all__ = ["MAX_DEPTH", "OUT_OF_BAND", "SUPPORTED", "decode", "decode_parts", "encode", "encode_parts"]
+
+#: Deepest nesting of containers (tuple, list, dict, set, frozenset, array) a value may have.
+MAX_DEPTH = 100
+
+#: Members of one set (or keys of one dict) that may share a hash with another member
+#: before the set is refused as an attempt to make the receiver's work quadratic.
+MAX_COLLISIONS = 256
+
+# Extension frames this shallow are decoded with msgpack.unpackb (no copy of the
+# data; ~40 KiB of C stack each), deeper ones with a heap-allocated Unpacker.
+_SHALLOW = 4
 
 _TUPLE, _TYPE, _COMPLEX, _SET, _FROZENSET, _NDARRAY, _BIGINT, _NDARRAY_OOB = range(1, 9)
 
@@ -76,6 +104,41 @@ class _BigInt:
 
     def __init__(self, value: int) -> None:
         self.value = value
+
+
+def _too_deep(depth: int | None = None) -> SerialisationError:
+    found = f"{depth} levels" if depth is not None else f"more than {MAX_DEPTH} levels"
+    err = SerialisationError(
+        f"a value nests {found} deep (tuples, lists, dicts and sets each count one); the limit is "
+        f"{MAX_DEPTH} (pastset.wire.MAX_DEPTH): flatten the value"
+    )
+    err.too_deep = True  # type: ignore[attr-defined]
+    return err
+
+
+def _depth(obj: Any) -> int:
+    """How deep ``obj`` nests containers, walked without recursion (only to name it in an error)."""
+    deepest = 0
+    stack = [(obj, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict):
+            children: Any = [*item.keys(), *item.values()]
+        elif isinstance(item, (tuple, list, set, frozenset)):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, level)
+        stack.extend((child, level + 1) for child in children)
+    return deepest
+
+
+def _too_many_digits(value: int) -> SerialisationError:
+    limit = sys.get_int_max_str_digits() if hasattr(sys, "get_int_max_str_digits") else 4300
+    return SerialisationError(
+        f"an integer of about {int(value.bit_length() * 0.30103) + 1} digits cannot be sent; the limit is "
+        f"{limit} digits (sys.get_int_max_str_digits()): send it as bytes (int.to_bytes) or a str"
+    )
 
 
 def _refuse(obj: object) -> SerialisationError:
@@ -106,7 +169,11 @@ def _default(obj: Any) -> Any:
         code = _SET if isinstance(obj, set) else _FROZENSET
         return msgpack.ExtType(code, _pack(list(obj)))
     if isinstance(obj, _BigInt):
-        return msgpack.ExtType(_BIGINT, str(obj.value).encode())
+        try:
+            digits = str(obj.value)
+        except ValueError:
+            raise _too_many_digits(obj.value) from None
+        return msgpack.ExtType(_BIGINT, digits.encode())
     _np = _numpy()
     if _np is not None:
         if isinstance(obj, _np.ndarray):
@@ -115,12 +182,18 @@ def _default(obj: Any) -> Any:
                     "a NumPy array of Python objects (dtype=object) cannot be sent; use a numeric dtype"
                 )
             arr = _np.ascontiguousarray(obj)
-            buf = memoryview(arr).cast("B") if arr.size else b""  # type: ignore[arg-type]
+            spec = _dtype_spec(arr.dtype)
+            if not arr.size:
+                buf: Any = b""
+            elif arr.dtype.names is not None:  # a structured array's bytes, its layout travels in spec
+                buf = memoryview(arr.reshape(-1).view(_np.uint8))
+            else:
+                buf = memoryview(arr).cast("B")  # type: ignore[arg-type]
             beside = getattr(_local, "oob", None)
             if beside is not None and arr.nbytes >= OUT_OF_BAND:
                 beside.append(buf)
-                return msgpack.ExtType(_NDARRAY_OOB, _pack([arr.dtype.str, list(arr.shape), len(beside) - 1]))
-            return msgpack.ExtType(_NDARRAY, _pack([arr.dtype.str, list(arr.shape), buf]))
+                return msgpack.ExtType(_NDARRAY_OOB, _pack([spec, list(arr.shape), len(beside) - 1]))
+            return msgpack.ExtType(_NDARRAY, _pack([spec, list(arr.shape), buf]))
         if isinstance(obj, _np.generic):
             return obj.item()
     # Subclasses of the native types (IntEnum, OrderedDict, str subclasses ...)
@@ -132,6 +205,68 @@ def _default(obj: Any) -> Any:
     if isinstance(obj, bytearray):
         return bytes(obj)
     raise _refuse(obj)
+
+
+def _dtype_spec(dt: Any) -> Any:
+    """How a dtype travels: its ``str`` for a plain one; names, formats, offsets and itemsize for a structured one."""
+    if dt.names is None:
+        if dt.subdtype is not None:  # only as a field; a subarray dtype of an array becomes its shape
+            base, shape = dt.subdtype
+            if base.names is not None or base.subdtype is not None:
+                raise _structured_refused("a field that is an array of structures")
+            return [base.str, list(shape)]
+        return dt.str
+    formats = []
+    offsets = []
+    for name in dt.names:
+        field = dt.fields[name]
+        if len(field) > 2:
+            raise _structured_refused(f"the field {name!r} has a title")
+        if field[0].names is not None:
+            raise _structured_refused(f"the field {name!r} is itself structured")
+        formats.append(_dtype_spec(field[0]))
+        offsets.append(field[1])
+    return {"names": list(dt.names), "formats": formats, "offsets": offsets, "itemsize": dt.itemsize}
+
+
+def _structured_refused(why: str) -> SerialisationError:
+    return SerialisationError(
+        f"this NumPy structured array cannot be sent: {why}; use flat fields of plain dtypes "
+        "(numbers, bytes, fixed-size str, or subarrays of those)"
+    )
+
+
+def _dtype_from(spec: Any) -> Any:
+    """The dtype a spec made by :func:`_dtype_spec` describes; SerialisationError for anything else."""
+    np = _need_numpy()
+    try:
+        if isinstance(spec, str):
+            dt = np.dtype(spec)
+        elif isinstance(spec, dict) and set(spec) == {"names", "formats", "offsets", "itemsize"}:
+            formats = spec["formats"]
+            if not isinstance(formats, list) or not all(_is_format(f) for f in formats):
+                raise TypeError("bad field formats")
+            formats = [f if isinstance(f, str) else (f[0], tuple(f[1])) for f in formats]
+            dt = np.dtype({**spec, "formats": formats})
+        else:
+            raise TypeError("not a dtype")
+    except (TypeError, ValueError, KeyError) as err:
+        raise SerialisationError(f"received an array of an unknown dtype: {err}") from None
+    if dt.hasobject:
+        raise SerialisationError("refusing a NumPy array of Python objects from the network")
+    return dt
+
+
+def _is_format(f: Any) -> bool:
+    if isinstance(f, str):
+        return True
+    return (
+        isinstance(f, list)
+        and len(f) == 2
+        and isinstance(f[0], str)
+        and isinstance(f[1], list)
+        and all(type(n) is int for n in f[1])
+    )
 
 
 def _bigints(obj: Any) -> Any:
@@ -161,6 +296,8 @@ def _pack(obj: Any) -> bytes:
         packers = _local.packers = []
         _local.depth = 0
     depth = _local.depth
+    if depth > MAX_DEPTH:
+        raise _too_deep()
     if depth == len(packers):
         packers.append(msgpack.Packer(use_bin_type=True, strict_types=True, default=_default))
     _local.depth = depth + 1
@@ -176,6 +313,15 @@ def _pack(obj: Any) -> bytes:
 def encode(obj: Any) -> bytes:
     """Encode ``obj`` to bytes or raise SerialisationError naming what cannot be sent."""
     try:
+        return _encode(obj)
+    except SerialisationError as err:
+        if getattr(err, "too_deep", False):
+            raise _too_deep(_depth(obj)) from None
+        raise
+
+
+def _encode(obj: Any) -> bytes:
+    try:
         return _pack(obj)
     except SerialisationError:
         raise
@@ -183,8 +329,21 @@ def encode(obj: Any) -> bytes:
         beside = getattr(_local, "oob", None)
         if beside is not None:
             beside.clear()  # the first attempt's arrays; packed again below
-        return _pack(_bigints(obj))
-    except (TypeError, ValueError) as err:
+        try:
+            return _pack(_bigints(obj))
+        except SerialisationError:
+            raise
+        except RecursionError:
+            raise _too_deep() from None
+        except (TypeError, ValueError) as err:
+            raise SerialisationError(f"cannot encode value for the PastSet server: {err}") from err
+    except RecursionError:
+        raise _too_deep() from None
+    except ValueError as err:
+        if "recursion limit" in str(err):  # msgpack's own limit on lists and dicts (511 levels)
+            raise _too_deep() from None
+        raise SerialisationError(f"cannot encode value for the PastSet server: {err}") from err
+    except TypeError as err:
         raise SerialisationError(f"cannot encode value for the PastSet server: {err}") from err
 
 
@@ -213,9 +372,112 @@ def decode_parts(body: bytes, buffers: list[Any]) -> Any:
         _local.buffers = saved
 
 
+# ------------------------------------------------------------------- decoding
+#
+# Depth is counted twice: top-down as extension frames open (``_local.ddepth``,
+# which bounds the C recursion, since each frame is a nested decoder call), and
+# bottom-up as containers are built (``_local.depths``: id of a container built
+# but not yet taken by its parent -> its depth), which bounds the total depth,
+# lists and dicts included, so that whatever is accepted here can be encoded
+# again (msgpack's encoder recurses in C once per level of lists).  A message of
+# at most MAX_DEPTH bytes cannot nest deeper than that (each level costs a byte),
+# so the common small message skips the bottom-up count.
+
+_NESTS = frozenset((_TUPLE, _SET, _FROZENSET))
+
+
+def _list_hook(items: list) -> list:
+    depths = _local.depths
+    depth = 1 + max(map(depths.pop, map(id, items), repeat(0)), default=0) if depths else 1
+    if depth > MAX_DEPTH:
+        raise _too_deep()
+    depths[id(items)] = depth
+    return items
+
+
+def _pairs_hook(pairs: list[tuple[Any, Any]]) -> dict:
+    depths = _local.depths
+    depth = 1 + max(map(depths.pop, map(id, chain.from_iterable(pairs)), repeat(0)), default=0) if depths else 1
+    if depth > MAX_DEPTH:
+        raise _too_deep()
+    if len(pairs) > MAX_COLLISIONS:
+        _check_hashes([key for key, _ in pairs], "dict keys")
+    obj = dict(pairs)
+    depths[id(obj)] = depth
+    return obj
+
+
+def _check_hashes(items: list, what: str) -> None:
+    """Refuse members whose hashes collide en masse: building the set or dict would take quadratic time."""
+    try:
+        collisions = len(items) - len(set(map(hash, items)))
+    except TypeError as err:
+        raise SerialisationError(f"malformed message: {err}") from None
+    if collisions > MAX_COLLISIONS:
+        raise SerialisationError(
+            f"refusing {what} of which {collisions} share a hash with another (the limit is "
+            f"{MAX_COLLISIONS}): such values make building a set or dict take quadratic time"
+        )
+
+
+def _frame(data: bytes) -> Any:
+    """Decode one msgpack document (a message, or an extension's payload)."""
+    if _local.depths is None:
+        hooks: dict[str, Any] = {}
+    else:
+        hooks = {"list_hook": _list_hook, "object_pairs_hook": _pairs_hook}
+    if _local.ddepth <= _SHALLOW:
+        return msgpack.unpackb(data, raw=False, ext_hook=_ext, strict_map_key=False, **hooks)
+    # msgpack.unpackb keeps ~40 KiB of decoding context on the C stack; an
+    # Unpacker keeps it on the heap, so deep frames cost about 1 KiB each.
+    unpacker = msgpack.Unpacker(
+        raw=False, ext_hook=_ext, strict_map_key=False, max_buffer_size=max(len(data), 1), **hooks
+    )
+    unpacker.feed(data)
+    obj = unpacker.unpack()
+    if unpacker.tell() != len(data):
+        raise SerialisationError("malformed message: extra bytes after a value")
+    return obj
+
+
+def _no_ext(code: int, data: bytes) -> Any:
+    raise SerialisationError("malformed message: an array's description holds a nested value")
+
+
+def _array_parts(data: bytes) -> tuple[Any, tuple[int, ...], Any]:
+    """An array's dtype, shape and third part (buffer or number), from a payload that may nest nothing."""
+    parts = msgpack.unpackb(data, raw=False, ext_hook=_no_ext, strict_map_key=False)
+    if not isinstance(parts, list) or len(parts) != 3:
+        raise SerialisationError("malformed message: a bad array header")
+    spec, shape, third = parts
+    if not isinstance(shape, list) or not all(type(n) is int for n in shape):
+        raise SerialisationError("malformed message: a bad array shape")
+    return _dtype_from(spec), tuple(shape), third
+
+
 def _ext(code: int, data: bytes) -> Any:
-    if code == _TUPLE:
-        return tuple(_unpack(data))
+    if code in _NESTS:
+        depth = _local.ddepth + 1
+        if depth > MAX_DEPTH:
+            raise _too_deep()
+        _local.ddepth = depth
+        try:
+            items = _frame(data)
+        finally:
+            _local.ddepth = depth - 1
+        if not isinstance(items, list):
+            raise SerialisationError("malformed message: a tuple or set without its members")
+        depths = _local.depths
+        below = depths.pop(id(items), 1) if depths is not None else 1
+        if code == _TUPLE:
+            obj: Any = tuple(items)
+        else:
+            if len(items) > MAX_COLLISIONS:
+                _check_hashes(items, "set members")
+            obj = set(items) if code == _SET else frozenset(items)
+        if depths is not None:
+            depths[id(obj)] = below
+        return obj
     if code == _TYPE:
         name = data.decode()
         if name == "numpy.ndarray":
@@ -229,41 +491,41 @@ def _ext(code: int, data: bytes) -> Any:
     if code == _COMPLEX:
         real, imag = struct.unpack("<dd", data)
         return complex(real, imag)
-    if code == _SET:
-        return set(_unpack(data))
-    if code == _FROZENSET:
-        return frozenset(_unpack(data))
     if code == _BIGINT:
-        return int(data)
+        try:
+            return int(data)
+        except ValueError:
+            limit = sys.get_int_max_str_digits() if hasattr(sys, "get_int_max_str_digits") else 4300
+            raise SerialisationError(
+                f"received an integer of {len(data)} digits; the limit is {limit} (sys.get_int_max_str_digits())"
+            ) from None
     if code == _NDARRAY:
         _np = _need_numpy()
-        dtype, shape, buf = _unpack(data)
-        dt = _np.dtype(dtype)
-        if dt.hasobject:
-            raise SerialisationError("refusing a NumPy array of Python objects from the network")
+        dt, shape, buf = _array_parts(data)
+        if not isinstance(buf, bytes):
+            raise SerialisationError("malformed message: an array without its bytes")
         return _np.frombuffer(buf, dtype=dt).reshape(shape).copy()
     if code == _NDARRAY_OOB:
         _np = _need_numpy()
-        dtype, shape, number = _unpack(data)
+        dt, shape, number = _array_parts(data)
         buffers = getattr(_local, "buffers", None) or []
         if not isinstance(number, int) or not 0 <= number < len(buffers):
             raise SerialisationError("a message refers to an array buffer that did not come with it")
-        dt = _np.dtype(dtype)
-        if dt.hasobject:
-            raise SerialisationError("refusing a NumPy array of Python objects from the network")
         return _np.frombuffer(buffers[number], dtype=dt).reshape(shape)
     raise SerialisationError(f"received an unknown value kind ({code}); are both sides the same pastset version?")
 
 
-def _unpack(data: bytes) -> Any:
-    return msgpack.unpackb(data, raw=False, ext_hook=_ext, strict_map_key=False, use_list=True)
-
-
 def decode(data: bytes) -> Any:
-    """Decode bytes produced by :func:`encode`; malformed input raises SerialisationError."""
+    """Decode bytes produced by :func:`encode`; malformed or too deeply nested input raises SerialisationError."""
+    _local.ddepth = 0
+    _local.depths = {} if len(data) > MAX_DEPTH else None
     try:
-        return _unpack(data)
+        return _frame(data)
     except SerialisationError:
         raise
+    except (RecursionError, msgpack.StackError):
+        raise _too_deep() from None
     except Exception as err:
         raise SerialisationError(f"malformed message: {err}") from err
+    finally:
+        _local.depths = None
