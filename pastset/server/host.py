@@ -53,6 +53,7 @@ from pastset.errors import (
 from pastset.transport import tls
 from pastset.transport.channel import secret_matches
 from pastset.transport.channel_server import ChannelServer, Serve
+from pastset.transport.pyro_guard import GuardedDaemon
 
 __all__ = ["SchedulerService", "Server", "SpaceService", "scheduler_name", "space_name"]
 
@@ -470,8 +471,8 @@ class FactoryService:
         return str(self.server.daemon.uriFor(space_name(run)))
 
 
-class _Daemon(Pyro5.nameserver.NameServerDaemon):
-    """Name server daemon that also learns who connects and who leaves."""
+class _Daemon(GuardedDaemon, Pyro5.nameserver.NameServerDaemon):
+    """Name server daemon that also learns who connects and who leaves (its port guarded: pyro_guard)."""
 
     def __init__(self, server: Server, host: str, port: int) -> None:
         self._server = server
