@@ -35,7 +35,7 @@ from pastset.errors import (
     PastSetValueError,
 )
 
-__all__ = ["Element", "Monitor", "check_delta", "check_index", "check_template", "deadline"]
+__all__ = ["Element", "Monitor", "check_delta", "check_index", "check_template", "check_timeout", "deadline"]
 
 _limits = threading.local()
 
@@ -49,6 +49,7 @@ class deadline:  # noqa: N801 - a context manager used like a function
     """
 
     def __init__(self, timeout: float | None) -> None:
+        timeout = check_timeout(timeout)
         self._until = None if timeout is None else time.monotonic() + max(0.0, timeout)
         self._saved: float | None = None
 
@@ -111,7 +112,45 @@ def check_template(template: object) -> tuple:
                 f"template position {i} holds a {type(part).__name__}, which cannot name an element; "
                 "use types and hashable constants (str, int, tuple, ...)"
             )
+        if _has_nan(part):
+            raise PastSetValueError(
+                f"template position {i} holds NaN ({part!r}), which is never equal to itself, so no two "
+                "enters would find the same element; use a type (float) or another constant"
+            )
     return template
+
+
+def _has_nan(part: object) -> bool:
+    """True if a template constant is or holds a NaN (which equals nothing, itself included)."""
+    if isinstance(part, float):
+        return part != part
+    if isinstance(part, complex):
+        return part != part
+    if isinstance(part, (tuple, frozenset)):
+        return any(_has_nan(x) for x in part)
+    return False
+
+
+#: Longest timeout a wait can take (the platform's limit for a lock's wait).
+TIMEOUT_MAX = threading.TIMEOUT_MAX
+
+
+def check_timeout(timeout: object) -> float | None:
+    """Return a timeout as float seconds or None; PastSetTypeError/PastSetValueError for anything else."""
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise PastSetTypeError(f"timeout must be a number of seconds or None, got {type(timeout).__name__}")
+    try:
+        seconds = float(timeout)
+    except OverflowError:
+        seconds = float("inf")
+    if seconds != seconds or seconds > TIMEOUT_MAX:
+        raise PastSetValueError(
+            f"timeout must be a finite number of seconds up to {TIMEOUT_MAX:.0f}, or None to wait as long as it "
+            f"takes; got {timeout!r:.40}"
+        )
+    return seconds
 
 
 def template_key(template: tuple) -> tuple:
@@ -196,6 +235,8 @@ class Element:
                 self.__last += 1
             elif kind == "observe":
                 self.__first += args[0] if args else 1
+            elif kind == "unobserve" and self.__first == args[0] + 1:
+                self.__first = args[0]
             elif kind == "delta":
                 self.__delta = args[0]
             elif kind == "axe":
@@ -219,6 +260,22 @@ class Element:
                 )
             self.__data[index - self.__base] = data
             self.__journal("set", index, data)
+
+    def unobserve(self, index: int) -> bool:
+        """Make tuple ``index`` the next to observe again, if it is the one an unindexed observe just took.
+
+        For a reply that cannot be sent (an X-function's value the wire cannot
+        carry): the tuple stays where it was instead of being lost.  False if
+        someone observed after it (then nothing changes).
+        """
+        with self.__cond:
+            if self.__ended is not None or index < self.__base or self.__first != index + 1:
+                return False
+            self.__first = index
+            self.__journal("unobserve", index)
+            self.__monitor.changed()
+            self.__cond.notify_all()
+            return True
 
     def __set_entry(self, index: int, data: Any) -> None:
         # pyPastSet's private hook; subclasses named Element reach it by name mangling.

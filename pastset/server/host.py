@@ -295,7 +295,11 @@ class SpaceService:
         self.space.moves += 1
 
     def _observe(self, eid: int, index: int = -1, timeout: float | None = None) -> Any:
-        data = self._apply(eid, "observe", index, timeout=timeout)
+        element = self.space.element(eid)
+        if type(element) is not Element and isinstance(index, int) and index < 0:
+            data = self._x_observe(eid, element, index, timeout)
+        else:
+            data = self._apply(eid, "observe", index, timeout=timeout)
         self.space.observes += 1
         if index < 0 and eid in self.space.leased:
             conn = _connection()
@@ -304,6 +308,22 @@ class SpaceService:
                 if leases is None:
                     leases = conn.pastset_leases = []
                 leases.append((self.space, eid, data))
+        return data
+
+    def _x_observe(self, eid: int, element: Element, index: int, timeout: float | None) -> Any:
+        """An X-function's unindexed observe whose value must be sendable, or its tuple goes back."""
+        with element.lock:
+            before = Element.first(element)
+            data = self._apply(eid, "observe", index, timeout=timeout)
+            try:
+                wire.encode(data)
+            except wire.SerialisationError as err:
+                after = Element.first(element)
+                kept = after > before and Element.unobserve(element, after - 1)
+                raise XFunctionError(
+                    f"X-function {self.space.xfunction_of(eid)!r} returned a value that cannot be sent: {err}"
+                    + ("; the tuple stays in the element" if kept else "")
+                ) from None
         return data
 
     def _move_many(self, eid: int, tuples: list[Any], timeout: float | None = None) -> None:
