@@ -364,47 +364,23 @@ def encode_parts(obj: Any) -> list[bytes | memoryview]:
 
 def decode_parts(body: bytes, buffers: list[Any]) -> Any:
     """Decode what :func:`encode_parts` made; arrays are views of ``buffers`` (writable if they are)."""
-    saved = getattr(_local, "buffers", None)
-    _local.buffers = buffers
+    return decode(body, buffers)
+
+
+def decode(data: bytes, buffers: list[Any] | None = None) -> Any:
+    """Decode bytes produced by :func:`encode`; malformed or too deeply nested input raises SerialisationError."""
     try:
-        return decode(body)
-    finally:
-        _local.buffers = saved
+        return _Decoding(data, buffers).frame(data)
+    except SerialisationError:
+        raise
+    except (RecursionError, msgpack.StackError):
+        raise _too_deep() from None
+    except Exception as err:
+        raise SerialisationError(f"malformed message: {err}") from err
 
 
 # ------------------------------------------------------------------- decoding
-#
-# Depth is counted twice: top-down as extension frames open (``_local.ddepth``,
-# which bounds the C recursion, since each frame is a nested decoder call), and
-# bottom-up as containers are built (``_local.depths``: id of a container built
-# but not yet taken by its parent -> its depth), which bounds the total depth,
-# lists and dicts included, so that whatever is accepted here can be encoded
-# again (msgpack's encoder recurses in C once per level of lists).  A message of
-# at most MAX_DEPTH bytes cannot nest deeper than that (each level costs a byte),
-# so the common small message skips the bottom-up count.
-
-_NESTS = frozenset((_TUPLE, _SET, _FROZENSET))
-
-
-def _list_hook(items: list) -> list:
-    depths = _local.depths
-    depth = 1 + max(map(depths.pop, map(id, items), repeat(0)), default=0) if depths else 1
-    if depth > MAX_DEPTH:
-        raise _too_deep()
-    depths[id(items)] = depth
-    return items
-
-
-def _pairs_hook(pairs: list[tuple[Any, Any]]) -> dict:
-    depths = _local.depths
-    depth = 1 + max(map(depths.pop, map(id, chain.from_iterable(pairs)), repeat(0)), default=0) if depths else 1
-    if depth > MAX_DEPTH:
-        raise _too_deep()
-    if len(pairs) > MAX_COLLISIONS:
-        _check_hashes([key for key, _ in pairs], "dict keys")
-    obj = dict(pairs)
-    depths[id(obj)] = depth
-    return obj
+_unpackb = msgpack.unpackb
 
 
 def _check_hashes(items: list, what: str) -> None:
@@ -418,26 +394,6 @@ def _check_hashes(items: list, what: str) -> None:
             f"refusing {what} of which {collisions} share a hash with another (the limit is "
             f"{MAX_COLLISIONS}): such values make building a set or dict take quadratic time"
         )
-
-
-def _frame(data: bytes) -> Any:
-    """Decode one msgpack document (a message, or an extension's payload)."""
-    if _local.depths is None:
-        hooks: dict[str, Any] = {}
-    else:
-        hooks = {"list_hook": _list_hook, "object_pairs_hook": _pairs_hook}
-    if _local.ddepth <= _SHALLOW:
-        return msgpack.unpackb(data, raw=False, ext_hook=_ext, strict_map_key=False, **hooks)
-    # msgpack.unpackb keeps ~40 KiB of decoding context on the C stack; an
-    # Unpacker keeps it on the heap, so deep frames cost about 1 KiB each.
-    unpacker = msgpack.Unpacker(
-        raw=False, ext_hook=_ext, strict_map_key=False, max_buffer_size=max(len(data), 1), **hooks
-    )
-    unpacker.feed(data)
-    obj = unpacker.unpack()
-    if unpacker.tell() != len(data):
-        raise SerialisationError("malformed message: extra bytes after a value")
-    return obj
 
 
 def _no_ext(code: int, data: bytes) -> Any:
@@ -455,77 +411,128 @@ def _array_parts(data: bytes) -> tuple[Any, tuple[int, ...], Any]:
     return _dtype_from(spec), tuple(shape), third
 
 
-def _ext(code: int, data: bytes) -> Any:
-    if code in _NESTS:
-        depth = _local.ddepth + 1
+class _Decoding:
+    """The state of decoding one message.
+
+    Depth is counted twice: top-down as extension frames open (``depth``, which
+    bounds the C recursion, since each frame is a nested decoder call), and
+    bottom-up as containers are built (``depths``: id of a container built but
+    not yet taken by its parent -> its depth), which bounds the total depth,
+    lists and dicts included, so that whatever is accepted here can be encoded
+    again (msgpack's encoder recurses in C once per level of lists).  A message
+    of at most MAX_DEPTH bytes cannot nest deeper than that (each level costs a
+    byte), so the common small message skips the bottom-up count.
+    """
+
+    __slots__ = ("buffers", "depth", "depths")
+
+    def __init__(self, data: bytes, buffers: list[Any] | None) -> None:
+        self.depth = 0
+        self.depths: dict[int, int] | None = {} if len(data) > MAX_DEPTH else None
+        self.buffers = buffers or []
+
+    def frame(self, data: bytes) -> Any:
+        """Decode one msgpack document (the message, or an extension's payload)."""
+        if self.depth <= _SHALLOW:
+            if self.depths is None:
+                return _unpackb(data, raw=False, ext_hook=self.ext, strict_map_key=False)
+            return _unpackb(
+                data,
+                raw=False,
+                ext_hook=self.ext,
+                strict_map_key=False,
+                list_hook=self.list_hook,
+                object_pairs_hook=self.pairs_hook,
+            )
+        # msgpack.unpackb keeps ~40 KiB of decoding context on the C stack; an
+        # Unpacker keeps it on the heap, so deep frames cost about 1 KiB each.
+        hooks: dict[str, Any] = {}
+        if self.depths is not None:
+            hooks = {"list_hook": self.list_hook, "object_pairs_hook": self.pairs_hook}
+        unpacker = msgpack.Unpacker(
+            raw=False, ext_hook=self.ext, strict_map_key=False, max_buffer_size=max(len(data), 1), **hooks
+        )
+        unpacker.feed(data)
+        obj = unpacker.unpack()
+        if unpacker.tell() != len(data):
+            raise SerialisationError("malformed message: extra bytes after a value")
+        return obj
+
+    def list_hook(self, items: list) -> list:
+        depths = self.depths
+        assert depths is not None
+        depth = 1 + max(map(depths.pop, map(id, items), repeat(0)), default=0) if depths else 1
         if depth > MAX_DEPTH:
             raise _too_deep()
-        _local.ddepth = depth
-        try:
-            items = _frame(data)
-        finally:
-            _local.ddepth = depth - 1
-        if not isinstance(items, list):
-            raise SerialisationError("malformed message: a tuple or set without its members")
-        depths = _local.depths
-        below = depths.pop(id(items), 1) if depths is not None else 1
-        if code == _TUPLE:
-            obj: Any = tuple(items)
-        else:
-            if len(items) > MAX_COLLISIONS:
-                _check_hashes(items, "set members")
-            obj = set(items) if code == _SET else frozenset(items)
-        if depths is not None:
-            depths[id(obj)] = below
+        depths[id(items)] = depth
+        return items
+
+    def pairs_hook(self, pairs: list[tuple[Any, Any]]) -> dict:
+        depths = self.depths
+        assert depths is not None
+        depth = 1 + max(map(depths.pop, map(id, chain.from_iterable(pairs)), repeat(0)), default=0) if depths else 1
+        if depth > MAX_DEPTH:
+            raise _too_deep()
+        if len(pairs) > MAX_COLLISIONS:
+            _check_hashes([key for key, _ in pairs], "dict keys")
+        obj = dict(pairs)
+        depths[id(obj)] = depth
         return obj
-    if code == _TYPE:
-        name = data.decode()
-        if name == "numpy.ndarray":
-            return _need_numpy().ndarray
-        try:
-            return _TYPES[name]
-        except KeyError:
-            raise SerialisationError(
-                f"received the type {name!r}, which is not known on this side (is NumPy installed?)"
-            ) from None
-    if code == _COMPLEX:
-        real, imag = struct.unpack("<dd", data)
-        return complex(real, imag)
-    if code == _BIGINT:
-        try:
-            return int(data)
-        except ValueError:
-            limit = sys.get_int_max_str_digits() if hasattr(sys, "get_int_max_str_digits") else 4300
-            raise SerialisationError(
-                f"received an integer of {len(data)} digits; the limit is {limit} (sys.get_int_max_str_digits())"
-            ) from None
-    if code == _NDARRAY:
-        _np = _need_numpy()
-        dt, shape, buf = _array_parts(data)
-        if not isinstance(buf, bytes):
-            raise SerialisationError("malformed message: an array without its bytes")
-        return _np.frombuffer(buf, dtype=dt).reshape(shape).copy()
-    if code == _NDARRAY_OOB:
-        _np = _need_numpy()
-        dt, shape, number = _array_parts(data)
-        buffers = getattr(_local, "buffers", None) or []
-        if not isinstance(number, int) or not 0 <= number < len(buffers):
-            raise SerialisationError("a message refers to an array buffer that did not come with it")
-        return _np.frombuffer(buffers[number], dtype=dt).reshape(shape)
-    raise SerialisationError(f"received an unknown value kind ({code}); are both sides the same pastset version?")
 
-
-def decode(data: bytes) -> Any:
-    """Decode bytes produced by :func:`encode`; malformed or too deeply nested input raises SerialisationError."""
-    _local.ddepth = 0
-    _local.depths = {} if len(data) > MAX_DEPTH else None
-    try:
-        return _frame(data)
-    except SerialisationError:
-        raise
-    except (RecursionError, msgpack.StackError):
-        raise _too_deep() from None
-    except Exception as err:
-        raise SerialisationError(f"malformed message: {err}") from err
-    finally:
-        _local.depths = None
+    def ext(self, code: int, data: bytes) -> Any:
+        if code == _TUPLE or code == _SET or code == _FROZENSET:
+            depth = self.depth + 1
+            if depth > MAX_DEPTH:
+                raise _too_deep()
+            self.depth = depth
+            try:
+                items = self.frame(data)
+            finally:
+                self.depth = depth - 1
+            if type(items) is not list:
+                raise SerialisationError("malformed message: a tuple or set without its members")
+            if code == _TUPLE:
+                obj: Any = tuple(items)
+            else:
+                if len(items) > MAX_COLLISIONS:
+                    _check_hashes(items, "set members")
+                obj = set(items) if code == _SET else frozenset(items)
+            depths = self.depths
+            if depths is not None:
+                depths[id(obj)] = depths.pop(id(items), 1)
+            return obj
+        if code == _TYPE:
+            name = data.decode()
+            if name == "numpy.ndarray":
+                return _need_numpy().ndarray
+            try:
+                return _TYPES[name]
+            except KeyError:
+                raise SerialisationError(
+                    f"received the type {name!r}, which is not known on this side (is NumPy installed?)"
+                ) from None
+        if code == _COMPLEX:
+            real, imag = struct.unpack("<dd", data)
+            return complex(real, imag)
+        if code == _BIGINT:
+            try:
+                return int(data)
+            except ValueError:
+                limit = sys.get_int_max_str_digits() if hasattr(sys, "get_int_max_str_digits") else 4300
+                raise SerialisationError(
+                    f"received an integer of {len(data)} digits; the limit is {limit} (sys.get_int_max_str_digits())"
+                ) from None
+        if code == _NDARRAY:
+            _np = _need_numpy()
+            dt, shape, buf = _array_parts(data)
+            if not isinstance(buf, bytes):
+                raise SerialisationError("malformed message: an array without its bytes")
+            return _np.frombuffer(buf, dtype=dt).reshape(shape).copy()
+        if code == _NDARRAY_OOB:
+            _np = _need_numpy()
+            dt, shape, number = _array_parts(data)
+            buffers = self.buffers
+            if not isinstance(number, int) or not 0 <= number < len(buffers):
+                raise SerialisationError("a message refers to an array buffer that did not come with it")
+            return _np.frombuffer(buffers[number], dtype=dt).reshape(shape)
+        raise SerialisationError(f"received an unknown value kind ({code}); are both sides the same pastset version?")
