@@ -165,12 +165,6 @@ def _deep_tuple_bytes(levels: int) -> bytes:
     return data
 
 
-def test_values_at_the_nesting_limit_round_trip():
-    for kind in (tuple, list, dict):
-        value = _nested(MAX_DEPTH - 1, kind)  # the innermost 1 is not a container
-        assert decode(encode(("v", value))) == ("v", value)
-
-
 @pytest.mark.parametrize("kind", [tuple, frozenset])
 def test_too_deep_values_are_refused_on_encoding_naming_depth_and_limit(kind):
     with pytest.raises(SerialisationError, match=rf"nests {MAX_DEPTH + 50} levels deep .* the limit is {MAX_DEPTH}"):
@@ -190,7 +184,7 @@ def test_too_deep_messages_are_refused_on_decoding(kind):
         decode(_deep_tuple_bytes(MAX_DEPTH + 1))
 
 
-def test_deeply_nested_bytes_cannot_overflow_a_small_thread_stack():
+def test_values_at_the_limit_round_trip_and_deeper_bytes_cannot_overflow_a_small_thread_stack():
     # The server's threads have 1 MiB stacks; a crash here kills the child, not the test run.
     code = (
         "import threading, msgpack\n"
@@ -202,7 +196,15 @@ def test_deeply_nested_bytes_cannot_overflow_a_small_thread_stack():
         "    return data\n"
         "threading.stack_size(1 << 20)\n"
         "out = []\n"
+        "def nested(levels, kind):\n"
+        "    value = 1\n"
+        "    for _ in range(levels):\n"
+        "        value = kind([value]) if kind is not dict else {'k': value}\n"
+        "    return value\n"
         "def run():\n"
+        "    for kind in (tuple, list, dict):  # at the limit: round trips, on a 1 MiB stack too\n"
+        "        value = ('v', nested(wire.MAX_DEPTH - 2, kind))\n"
+        "        assert wire.decode(wire.encode(value)) == value\n"
         "    out.append(len(wire.decode(deep(wire.MAX_DEPTH))))\n"
         "    for n in (200, 3000):\n"
         "        try:\n"

@@ -62,7 +62,7 @@ def test_structured_arrays_come_back_with_their_fields(server):
         assert (got == value).all()
 
 
-@pytest.mark.parametrize("timeout", [2**200, math.inf, math.nan, -math.inf * -1, 2**2000])
+@pytest.mark.parametrize("timeout", [2**200, math.inf, math.nan, 1e300, 2**2000])
 def test_impossible_timeouts_are_refused_before_anything_is_consumed(server, timeout):
     pset = pastset.PastSet()
     e = pset.enter(("exact-timeout", int))
