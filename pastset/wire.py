@@ -40,7 +40,7 @@ from __future__ import annotations
 import struct
 import sys
 import threading
-from itertools import chain, repeat
+from itertools import repeat
 from typing import Any
 
 import msgpack
@@ -370,7 +370,11 @@ def decode_parts(body: bytes, buffers: list[Any]) -> Any:
 def decode(data: bytes, buffers: list[Any] | None = None) -> Any:
     """Decode bytes produced by :func:`encode`; malformed or too deeply nested input raises SerialisationError."""
     try:
-        return _Decoding(data, buffers).frame(data)
+        decoding = _Decoding(data, buffers)
+        obj = decoding.frame(data)
+        if decoding.depths is not None and type(obj) in _NATIVE_KINDS:
+            decoding.measure(obj)
+        return obj
     except SerialisationError:
         raise
     except (RecursionError, msgpack.StackError):
@@ -411,17 +415,23 @@ def _array_parts(data: bytes) -> tuple[Any, tuple[int, ...], Any]:
     return _dtype_from(spec), tuple(shape), third
 
 
+_EXT_KINDS = frozenset((tuple, set, frozenset))
+_NATIVE_KINDS = frozenset((list, dict))
+_CONTAINERS = _EXT_KINDS | _NATIVE_KINDS
+
+
 class _Decoding:
     """The state of decoding one message.
 
     Depth is counted twice: top-down as extension frames open (``depth``, which
     bounds the C recursion, since each frame is a nested decoder call), and
-    bottom-up as containers are built (``depths``: id of a container built but
-    not yet taken by its parent -> its depth), which bounds the total depth,
+    bottom-up once a frame is decoded (``depths``: id of a tuple or set built
+    but not yet taken by its parent -> its depth), which bounds the total depth,
     lists and dicts included, so that whatever is accepted here can be encoded
-    again (msgpack's encoder recurses in C once per level of lists).  A message
-    of at most MAX_DEPTH bytes cannot nest deeper than that (each level costs a
-    byte), so the common small message skips the bottom-up count.
+    again (msgpack's encoder recurses in C once per level of lists).  A frame's
+    lists and dicts are walked with C-speed type checks, and only where they hold
+    containers.  A message of at most MAX_DEPTH bytes cannot nest deeper than
+    that (each level costs a byte), so the common small message skips the count.
     """
 
     __slots__ = ("buffers", "depth", "depths")
@@ -434,23 +444,11 @@ class _Decoding:
     def frame(self, data: bytes) -> Any:
         """Decode one msgpack document (the message, or an extension's payload)."""
         if self.depth <= _SHALLOW:
-            if self.depths is None:
-                return _unpackb(data, raw=False, ext_hook=self.ext, strict_map_key=False)
-            return _unpackb(
-                data,
-                raw=False,
-                ext_hook=self.ext,
-                strict_map_key=False,
-                list_hook=self.list_hook,
-                object_pairs_hook=self.pairs_hook,
-            )
+            return _unpackb(data, raw=False, ext_hook=self.ext, strict_map_key=False)
         # msgpack.unpackb keeps ~40 KiB of decoding context on the C stack; an
         # Unpacker keeps it on the heap, so deep frames cost about 1 KiB each.
-        hooks: dict[str, Any] = {}
-        if self.depths is not None:
-            hooks = {"list_hook": self.list_hook, "object_pairs_hook": self.pairs_hook}
         unpacker = msgpack.Unpacker(
-            raw=False, ext_hook=self.ext, strict_map_key=False, max_buffer_size=max(len(data), 1), **hooks
+            raw=False, ext_hook=self.ext, strict_map_key=False, max_buffer_size=max(len(data), 1)
         )
         unpacker.feed(data)
         obj = unpacker.unpack()
@@ -458,26 +456,32 @@ class _Decoding:
             raise SerialisationError("malformed message: extra bytes after a value")
         return obj
 
-    def list_hook(self, items: list) -> list:
+    def measure(self, root: list | dict) -> int:
+        """The depth of a frame's list or dict, taking its tuples' and sets' recorded depths."""
         depths = self.depths
         assert depths is not None
-        depth = 1 + max(map(depths.pop, map(id, items), repeat(0)), default=0) if depths else 1
-        if depth > MAX_DEPTH:
+        deepest = 0
+        stack: list[tuple[Any, int]] = [(root, 1)]
+        while stack:
+            node, level = stack.pop()
+            if level > MAX_DEPTH:
+                raise _too_deep()
+            if type(node) is dict:
+                if len(node) > MAX_COLLISIONS:
+                    _check_hashes(list(node), "dict keys")
+                children: Any = [*node, *node.values()]
+            else:
+                children = node
+            kinds = set(map(type, children))
+            below = 0
+            if not kinds.isdisjoint(_EXT_KINDS):
+                below = max(map(depths.pop, map(id, children), repeat(0)), default=0)
+            deepest = max(deepest, level + below)
+            if not kinds.isdisjoint(_NATIVE_KINDS):
+                stack.extend((child, level + 1) for child in children if type(child) in _NATIVE_KINDS)
+        if deepest > MAX_DEPTH:
             raise _too_deep()
-        depths[id(items)] = depth
-        return items
-
-    def pairs_hook(self, pairs: list[tuple[Any, Any]]) -> dict:
-        depths = self.depths
-        assert depths is not None
-        depth = 1 + max(map(depths.pop, map(id, chain.from_iterable(pairs)), repeat(0)), default=0) if depths else 1
-        if depth > MAX_DEPTH:
-            raise _too_deep()
-        if len(pairs) > MAX_COLLISIONS:
-            _check_hashes([key for key, _ in pairs], "dict keys")
-        obj = dict(pairs)
-        depths[id(obj)] = depth
-        return obj
+        return deepest
 
     def ext(self, code: int, data: bytes) -> Any:
         if code == _TUPLE or code == _SET or code == _FROZENSET:
@@ -499,7 +503,7 @@ class _Decoding:
                 obj = set(items) if code == _SET else frozenset(items)
             depths = self.depths
             if depths is not None:
-                depths[id(obj)] = depths.pop(id(items), 1)
+                depths[id(obj)] = 1 if _CONTAINERS.isdisjoint(map(type, items)) else self.measure(items)
             return obj
         if code == _TYPE:
             name = data.decode()
