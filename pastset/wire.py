@@ -415,6 +415,13 @@ def _array_parts(data: bytes) -> tuple[Any, tuple[int, ...], Any]:
     return _dtype_from(spec), tuple(shape), third
 
 
+def _pairs(pairs: list[tuple[Any, Any]]) -> dict:
+    """A dict from a map's pairs, once its keys are known not to collide en masse (before it is built)."""
+    if len(pairs) > MAX_COLLISIONS:
+        _check_hashes([key for key, _ in pairs], "dict keys")
+    return dict(pairs)
+
+
 _EXT_KINDS = frozenset((tuple, set, frozenset))
 _NATIVE_KINDS = frozenset((list, dict))
 _CONTAINERS = _EXT_KINDS | _NATIVE_KINDS
@@ -444,11 +451,17 @@ class _Decoding:
     def frame(self, data: bytes) -> Any:
         """Decode one msgpack document (the message, or an extension's payload)."""
         if self.depth <= _SHALLOW:
-            return _unpackb(data, raw=False, ext_hook=self.ext, strict_map_key=False)
+            if self.depths is None:
+                return _unpackb(data, raw=False, ext_hook=self.ext, strict_map_key=False)
+            return _unpackb(data, raw=False, ext_hook=self.ext, strict_map_key=False, object_pairs_hook=_pairs)
         # msgpack.unpackb keeps ~40 KiB of decoding context on the C stack; an
         # Unpacker keeps it on the heap, so deep frames cost about 1 KiB each.
         unpacker = msgpack.Unpacker(
-            raw=False, ext_hook=self.ext, strict_map_key=False, max_buffer_size=max(len(data), 1)
+            raw=False,
+            ext_hook=self.ext,
+            strict_map_key=False,
+            object_pairs_hook=_pairs,
+            max_buffer_size=max(len(data), 1),
         )
         unpacker.feed(data)
         obj = unpacker.unpack()
@@ -467,8 +480,6 @@ class _Decoding:
             if level > MAX_DEPTH:
                 raise _too_deep()
             if type(node) is dict:
-                if len(node) > MAX_COLLISIONS:
-                    _check_hashes(list(node), "dict keys")
                 children: Any = [*node, *node.values()]
             else:
                 children = node
