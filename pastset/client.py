@@ -18,7 +18,7 @@ from typing import Any
 import Pyro5.core
 import Pyro5.errors
 
-from pastset.core.checks import check_delta, check_index, check_template
+from pastset.core.checks import check_delta, check_index, check_template, check_timeout
 from pastset.core.naming import FACTORY, space_name
 from pastset.errors import BY_NAME, PastSetConnectionError, PastSetTypeError, RemoteError
 from pastset.settings import Settings, Wiring
@@ -248,8 +248,4 @@ class ElementHandle:
 
 
 def _timeout(timeout: float | None) -> float | None:
-    if timeout is None:
-        return None
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
-        raise PastSetTypeError(f"timeout must be a number of seconds or None, got {type(timeout).__name__}")
-    return float(timeout)
+    return check_timeout(timeout)

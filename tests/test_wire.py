@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
 from pastset.errors import SerialisationError
-from pastset.wire import OUT_OF_BAND, decode, decode_parts, encode, encode_parts
+from pastset.wire import MAX_DEPTH, OUT_OF_BAND, decode, decode_parts, encode, encode_parts
 
 VALUES = [
     None,
@@ -142,3 +145,127 @@ def test_encode_parts_of_a_big_integer_retry_keeps_one_buffer_per_array():
     assert len(parts) == 2
     value, arr = decode_parts(*_as_received(parts))
     assert value == 2**100 and arr.sum() == OUT_OF_BAND
+
+
+# ------------------------------------------------------------------ limits
+def _nested(levels: int, kind: type) -> object:
+    value: object = 1
+    for _ in range(levels):
+        value = kind([value]) if kind is not dict else {"k": value}
+    return value
+
+
+def _deep_tuple_bytes(levels: int) -> bytes:
+    """Bytes of a tuple nested ``levels`` deep, made by hand (a peer that skips the encoder's checks)."""
+    import msgpack
+
+    data = msgpack.packb(1)
+    for _ in range(levels):
+        data = msgpack.packb(msgpack.ExtType(1, b"\x91" + data))
+    return data
+
+
+@pytest.mark.parametrize("kind", [tuple, frozenset])
+def test_too_deep_values_are_refused_on_encoding_naming_depth_and_limit(kind):
+    with pytest.raises(SerialisationError, match=rf"nests {MAX_DEPTH + 50} levels deep .* the limit is {MAX_DEPTH}"):
+        encode(_nested(MAX_DEPTH + 50, kind))
+    with pytest.raises(SerialisationError, match=rf"the limit is {MAX_DEPTH}"):
+        encode(_nested(5000, kind))  # deeper than Python's recursion limit: still no RecursionError
+
+
+@pytest.mark.parametrize("kind", [tuple, list, dict])
+def test_too_deep_messages_are_refused_on_decoding(kind):
+    import msgpack
+
+    inner = msgpack.packb(_nested(MAX_DEPTH + 10, list if kind is tuple else kind))
+    with pytest.raises(SerialisationError, match=rf"nests more than {MAX_DEPTH} levels"):
+        decode(msgpack.packb(msgpack.ExtType(1, b"\x91" + inner)))
+    with pytest.raises(SerialisationError, match=rf"nests more than {MAX_DEPTH} levels"):
+        decode(_deep_tuple_bytes(MAX_DEPTH + 1))
+
+
+def test_values_at_the_limit_round_trip_and_deeper_bytes_cannot_overflow_a_small_thread_stack():
+    # The server's threads have 1 MiB stacks; a crash here kills the child, not the test run.
+    code = (
+        "import threading, msgpack\n"
+        "from pastset import wire\n"
+        "def deep(n):\n"
+        "    data = msgpack.packb(1)\n"
+        "    for _ in range(n):\n"
+        "        data = msgpack.packb(msgpack.ExtType(1, b'\\x91' + data))\n"
+        "    return data\n"
+        "threading.stack_size(1 << 20)\n"
+        "out = []\n"
+        "def nested(levels, kind):\n"
+        "    value = 1\n"
+        "    for _ in range(levels):\n"
+        "        value = kind([value]) if kind is not dict else {'k': value}\n"
+        "    return value\n"
+        "def run():\n"
+        "    for kind in (tuple, list, dict):  # at the limit: round trips, on a 1 MiB stack too\n"
+        "        value = ('v', nested(wire.MAX_DEPTH - 2, kind))\n"
+        "        assert wire.decode(wire.encode(value)) == value\n"
+        "    out.append(len(wire.decode(deep(wire.MAX_DEPTH))))\n"
+        "    for n in (200, 3000):\n"
+        "        try:\n"
+        "            wire.decode(deep(n))\n"
+        "        except wire.SerialisationError as err:\n"
+        "            out.append(str(err)[:30])\n"
+        "t = threading.Thread(target=run)\n"
+        "t.start()\n"
+        "t.join()\n"
+        "print(out)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, f"the decoder crashed the process ({result.returncode}): {result.stderr}"
+    assert result.stdout.strip() == "[1, 'a value nests more than 100 le', 'a value nests more than 100 le']"
+
+
+def test_integers_beyond_the_digit_limit_are_refused_clearly():
+    import msgpack
+
+    with pytest.raises(SerialisationError, match="digits cannot be sent; the limit is 4300 digits"):
+        encode((10**5000,))
+    with pytest.raises(SerialisationError, match="integer of 5000 digits; the limit is 4300"):
+        decode(msgpack.packb(msgpack.ExtType(7, b"1" * 5000)))
+    assert decode(encode((10**4000,))) == (10**4000,)
+
+
+def test_hash_colliding_sets_and_dict_keys_are_refused():
+    colliding = [complex(-1000003 * k, k) for k in range(2000)]
+    assert len({hash(c) for c in colliding}) == 1
+    bigints = [k * (2**61 - 1) + 5 for k in range(1, 2000)]  # ints hash modulo 2**61 - 1
+    for members in (colliding, bigints):
+        for value in (set(members), frozenset(members), dict.fromkeys(members, 0)):
+            with pytest.raises(SerialisationError, match="share a hash"):
+                decode(encode((value,)))
+    ordinary = {complex(k, k) for k in range(5000)}
+    assert decode(encode((ordinary,))) == (ordinary,)
+
+
+def test_structured_arrays_keep_field_names_and_layout():
+    plain = np.zeros(4, dtype=[("x", "<i4"), ("y", "<f8", (2,)), ("name", "S5"), ("u", "<U3")])
+    plain["x"] = [1, 2, 3, 4]
+    plain["y"][:, 1] = 2.5
+    plain["name"] = b"abc"
+    plain["u"] = "åø"
+    aligned = np.zeros((2, 3), dtype=np.dtype([("a", "u1"), ("b", "<i8")], align=True))
+    aligned["b"] = 7
+    big = np.zeros(OUT_OF_BAND, dtype=plain.dtype)
+    for arr in (plain, aligned, big):
+        got = decode(encode(arr))
+        assert (
+            got.dtype == arr.dtype and got.dtype.names == arr.dtype.names and got.dtype.itemsize == arr.dtype.itemsize
+        )
+        assert got.shape == arr.shape and (got == arr).all()
+        parts = encode_parts(arr)
+        got = decode_parts(parts[0], [bytearray(p) for p in parts[1:]])
+        assert got.dtype == arr.dtype and (got == arr).all()
+
+
+def test_structured_arrays_that_cannot_keep_their_layout_are_refused_before_sending():
+    nested = np.zeros(2, dtype=[("inner", [("a", "i4"), ("b", "f8")])])
+    with pytest.raises(SerialisationError, match="'inner' is itself structured"):
+        encode(nested)
+    with pytest.raises(SerialisationError, match="dtype=object"):
+        encode(np.zeros(2, dtype=[("a", "i4"), ("o", object)]))

@@ -1,12 +1,13 @@
-"""Checks of what callers pass to element operations (templates, indices, delta)."""
+"""Checks of what callers pass to element operations (templates, indices, delta, timeouts)."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Hashable
 
 from pastset.errors import PastSetTypeError, PastSetValueError
 
-__all__ = ["check_delta", "check_index", "check_template", "template_key"]
+__all__ = ["TIMEOUT_MAX", "check_delta", "check_index", "check_template", "check_timeout", "template_key"]
 
 
 def check_template(template: object) -> tuple:
@@ -25,7 +26,43 @@ def check_template(template: object) -> tuple:
                 f"template position {i} holds a {type(part).__name__}, which cannot name an element; "
                 "use types and hashable constants (str, int, tuple, ...)"
             )
+        if _has_nan(part):
+            raise PastSetValueError(
+                f"template position {i} holds NaN ({part!r}), which is never equal to itself, so no two "
+                "enters would find the same element; use a type (float) or another constant"
+            )
     return template
+
+
+def _has_nan(part: object) -> bool:
+    """True if a template constant is or holds a NaN (which equals nothing, itself included)."""
+    if isinstance(part, (float, complex)):
+        return part != part
+    if isinstance(part, (tuple, frozenset)):
+        return any(_has_nan(x) for x in part)
+    return False
+
+
+#: Longest timeout a wait can take (the platform's limit for a lock's wait).
+TIMEOUT_MAX = threading.TIMEOUT_MAX
+
+
+def check_timeout(timeout: object) -> float | None:
+    """Return a timeout as float seconds or None; PastSetTypeError/PastSetValueError for anything else."""
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise PastSetTypeError(f"timeout must be a number of seconds or None, got {type(timeout).__name__}")
+    try:
+        seconds = float(timeout)
+    except OverflowError:
+        seconds = float("inf")
+    if seconds != seconds or seconds > TIMEOUT_MAX:
+        raise PastSetValueError(
+            f"timeout must be a finite number of seconds up to {TIMEOUT_MAX:.0f}, or None to wait as long as it "
+            f"takes; got {timeout!r:.40}"
+        )
+    return seconds
 
 
 def template_key(template: tuple) -> tuple:

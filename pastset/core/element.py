@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from pastset.core.checks import check_delta, check_index, check_template, template_key
+from pastset.core.checks import check_delta, check_index, check_template, check_timeout, template_key
 from pastset.core.waiter import Waiter, _limits, calling, current_caller, deadline
 from pastset.errors import (
     ElementDeletedError,
@@ -45,6 +45,7 @@ __all__ = [
     "check_delta",
     "check_index",
     "check_template",
+    "check_timeout",
     "current_caller",
     "deadline",
     "template_key",
@@ -110,6 +111,7 @@ class Element:
         self.__waiting: Callable[[int, Waiter], None] = _count_only(_NO_MONITOR)
         self.__journal: Callable[..., None] = _no_journal
         self.__paused = False
+        self.__recent: int | None = None  # the index the latest unindexed observe took
         #: the element's id in its space (set by attach), for the views of who waits
         self.eid = 0
 
@@ -256,6 +258,27 @@ class Element:
                     self.__append(value)
             self.__monitor.changed()
             self.__settle()
+
+    def taken_last(self) -> int | None:
+        """The index the latest unindexed observe took (hold :attr:`lock` to know it was yours)."""
+        with self.__cond:
+            return self.__recent
+
+    def unobserve(self, index: int) -> bool:
+        """Make tuple ``index``, which an unindexed observe just took, unobserved again at its own index.
+
+        For a reply that cannot be sent (an X-function's value the wire cannot
+        carry): the tuple stays where it was instead of being lost.  False if it
+        cannot be put back (freed by axe, never taken, or the element ended).
+        """
+        with self.__cond:
+            if self.__ended is not None or not self.__base <= index < self.__first or index in self.__returned:
+                return False
+            self.__restore(index)
+            self.__journal("unobserve", index)
+            self.__monitor.changed()
+            self.__settle()
+            return True
 
     # ------------------------------------------------------------ operations
     def move(self, data: Any) -> None:
@@ -467,6 +490,8 @@ class Element:
         if more > 0:
             taken.extend(range(self.__first, self.__first + more))
             self.__first += more
+        if taken:
+            self.__recent = taken[-1]
         if journal:
             if len(taken) == 1:
                 self.__journal("observe")

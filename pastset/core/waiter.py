@@ -13,6 +13,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from pastset.core.checks import check_timeout
+
 __all__ = ["Waiter", "calling", "current_caller", "deadline"]
 
 _limits = threading.local()
@@ -27,6 +29,7 @@ class deadline:  # noqa: N801 - a context manager used like a function
     """
 
     def __init__(self, timeout: float | None) -> None:
+        timeout = check_timeout(timeout)  # a peer that skipped the client's check gets the same error
         self._until = None if timeout is None else time.monotonic() + max(0.0, timeout)
         self._saved: float | None = None
 

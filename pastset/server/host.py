@@ -41,6 +41,7 @@ from pastset.settings import Settings
 from pastset.transport import tls
 from pastset.transport.channel import secret_matches
 from pastset.transport.channel_server import ChannelServer
+from pastset.transport.pyro_guard import GuardedDaemon
 
 __all__ = ["SchedulerService", "Server", "SpaceService", "scheduler_name", "space_name"]
 
@@ -73,8 +74,8 @@ def _text(value: Any) -> str:
     return value[:256] if isinstance(value, str) else ""
 
 
-class _Daemon(Pyro5.nameserver.NameServerDaemon):
-    """Name server daemon that also learns who connects and who leaves."""
+class _Daemon(GuardedDaemon, Pyro5.nameserver.NameServerDaemon):
+    """Name server daemon that also learns who connects and who leaves (its port guarded: pyro_guard)."""
 
     def __init__(self, server: Server, host: str, port: int) -> None:
         self._server = server

@@ -30,7 +30,7 @@ import Pyro5.api
 import Pyro5.callcontext
 
 from pastset import wire
-from pastset.core.checks import check_index
+from pastset.core.checks import check_index, check_timeout
 from pastset.core.element import Element, Waiter, calling, deadline
 from pastset.core.scheduler import Scheduler
 from pastset.core.space import Space, describe
@@ -76,11 +76,7 @@ def _encoded(reply: tuple, encode: Callable[[Any], Any]) -> Any:
 
 
 def _timeout(value: Any) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise PastSetTypeError(f"timeout must be a number of seconds or None, got {type(value).__name__}")
-    return float(value)
+    return check_timeout(value)  # a peer that skipped the client's check gets the client's error
 
 
 def _large(value: Any) -> bool:
@@ -319,10 +315,33 @@ class SpaceService:
         self.space.moves += 1
 
     def _observe(self, caller: Caller, eid: int, index: int = -1, timeout: float | None = None) -> Any:
-        data = self._apply(eid, "observe", index, timeout=timeout)
+        element = self.space.element(eid)
+        if type(element) is not Element and isinstance(index, int) and index < 0:
+            data = self._x_observe(eid, element, index, timeout)
+        else:
+            data = self._apply(eid, "observe", index, timeout=timeout)
         self.space.observes += 1
         if index < 0 and eid in self.space.leased:  # held until acknowledged; handed back if the connection dies
             caller.leases.append((self.space, eid, data))
+        return data
+
+    def _x_observe(self, eid: int, element: Element, index: int, timeout: float | None) -> Any:
+        """An X-function's unindexed observe whose value must be sendable, or its tuple goes back.
+
+        The element's lock is held from the observe to the check, so the tuple
+        the X-out took is the latest one taken, and it goes back to its own index.
+        """
+        with element.lock:
+            data = self._apply(eid, "observe", index, timeout=timeout)
+            try:
+                wire.encode(data)
+            except wire.SerialisationError as err:
+                taken = Element.taken_last(element)
+                kept = taken is not None and Element.unobserve(element, taken)
+                raise XFunctionError(
+                    f"X-function {self.space.xfunction_of(eid)!r} returned a value that cannot be sent: {err}"
+                    + ("; the tuple stays in the element" if kept else "")
+                ) from None
         return data
 
     def _move_many(self, caller: Caller, eid: int, tuples: list[Any], timeout: float | None = None) -> None:

@@ -100,3 +100,20 @@ def test_journal_file_is_private(tmp_path):
     Journal(path).write(("enter", 1, ("p", int), None, False))
     assert os.stat(path).st_mode & 0o077 == 0
     assert isinstance(Element(("x",)), Element)
+
+
+def test_a_tuple_put_back_after_an_unsendable_reply_is_still_there_after_a_restart(tmp_path):
+    path = tmp_path / "u.journal"
+    space = Space("unobserve", journal=Journal(path))
+    element = space.element(space.enter(("u", int)))
+    for i in range(3):
+        element.move((i,))
+    assert element.observe() == (0,)
+    assert element.observe() == (1,)
+    assert element.unobserve(1) is True  # the reply for (1,) could not be sent
+    assert element.unobserve(2) is False  # only the tuple just taken (at first - 1) can go back
+    assert element.first() == 1
+    again = Space("unobserve", journal=Journal(path))
+    recovered = again.element(again.enter(("u", int)))
+    assert recovered.first() == 1
+    assert recovered.observe() == (1,)
