@@ -16,7 +16,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Caller", "Wait", "WaitRegistry"]
+__all__ = ["Caller", "Wait", "WaitRegistry", "show_template"]
+
+
+def show_template(template: tuple) -> str:
+    """A template as its author wrote it: ``('results', float)``, not ``<class 'float'>``."""
+    parts = [part.__name__ if isinstance(part, type) else repr(part) for part in template]
+    return f"({parts[0]},)" if len(parts) == 1 else f"({', '.join(parts)})"  # () and (a, b) alike
 
 
 @dataclass(eq=False)
@@ -54,7 +60,7 @@ class Wait:
             "pid": self.caller.pid,
             "app": self.caller.app,
             "element": self.eid,
-            "template": repr(self.template),
+            "template": show_template(self.template),
             "op": self.op,
             "since": self.since,
             "timeout": self.timeout,
