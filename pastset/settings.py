@@ -100,6 +100,12 @@ def _bytes(text: str) -> int:
     return size
 
 
+def _stall(text: str) -> str:
+    if text.lower() not in ("stop", "report"):
+        raise ValueError("must be stop or report")
+    return text.lower()
+
+
 def _web(text: str) -> str:
     if text:
         if not text.rpartition(":")[2].isdigit():
@@ -167,6 +173,14 @@ SPEC: dict[str, tuple[Callable[[str], Any], str, str]] = {
         "1G",
         "server: bytes of requests and replies held in flight (also the largest request); past it, reading waits",
     ),
+    "PSSTALLGRACE": (
+        _seconds,
+        "2",
+        "seconds everything must stay blocked and unchanged before pypsrun reports that the run can never progress",
+    ),
+    "PSSTALL": (_stall, "stop", "a run that can never progress: stop (report, exit status 3) or report (keep waiting)"),
+    "PSFAILFAST": (_yes_no, "no", "the first spawned task that fails ends the run, showing its traceback (MPI_Abort)"),
+    "PSSTRICT": (_yes_no, "no", "moves must be tuples of the template's length (a course's strict mode)"),
     "PSJOURNAL": (_text, "", "directory where the server journals every change, to recover after a crash"),
     "PSJOURNALSYNC": (_yes_no, "no", "fsync each journal record (survives power loss; much slower)"),
     "PSSECRET": (_text, "", "the run's secret (made by pypsrun, handed on privately; never shown)"),
@@ -210,6 +224,10 @@ class Settings:
     PSDEADTIME: float = _default("PSDEADTIME")
     PSCHANNEL: str = _default("PSCHANNEL")
     PSMAXINFLIGHT: int = _default("PSMAXINFLIGHT")
+    PSSTALLGRACE: float = _default("PSSTALLGRACE")
+    PSSTALL: str = _default("PSSTALL")
+    PSFAILFAST: bool = _default("PSFAILFAST")
+    PSSTRICT: bool = _default("PSSTRICT")
     PSJOURNAL: str = _default("PSJOURNAL")
     PSJOURNALSYNC: bool = _default("PSJOURNALSYNC")
     PSSECRET: str = _default("PSSECRET")

@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from pastset.core.space import Space
+from pastset.core.stall import decide
 from pastset.entrypoints import SPAWNABLE
 from pastset.errors import AppNotFoundError, PastSetTimeoutError, PastSetTypeError, RunEndedError
 from pastset.psbin import find_in_path
@@ -92,6 +93,11 @@ class Scheduler:
         self._client_ids = itertools.count(1)
         self._halted = False
         self._ended = False
+        #: slots of each client waiting in next_task now (free to take a task)
+        self._idle: collections.Counter[str] = collections.Counter()
+        #: the space's counters when last looked at, and when they last changed (for stall)
+        self._mark: tuple[Any, ...] = ()
+        self._mark_at = time.monotonic()
 
     # --------------------------------------------------------------- clients
     def register(self, specs: dict[str, Any]) -> str:
@@ -213,7 +219,11 @@ class Scheduler:
                 remaining = None if until is None else until - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     raise PastSetTimeoutError("no task yet")
-                self._cond.wait(remaining)
+                self._idle[cid] += 1
+                try:
+                    self._cond.wait(remaining)
+                finally:
+                    self._idle[cid] -= 1
 
     def task_done(self, cid: str, tid: str, status: int, stderr_tail: str = "") -> None:
         """Record how task ``tid`` ended on client ``cid``."""
@@ -238,14 +248,21 @@ class Scheduler:
                 "task %s (%s %s) on %s failed with status %s", tid, task.app, " ".join(task.args), task.host, status
             )
 
-    def heartbeat(self, cid: str) -> bool:
-        """Client ``cid`` is alive; False tells it that it was given up on."""
+    def heartbeat(self, cid: str) -> bool | None:
+        """Client ``cid`` is alive: True; False tells it that it was given up on; None that the run has ended.
+
+        The end of a run is no failure of the client: it is told apart from being
+        given up on, so a client that beats just after a successful run ended
+        stops quietly (its next_task says None as well).
+        """
         with self._cond:
             info = self._clients.get(cid)
+            if self._ended:
+                return None
             if info is None or not info.alive:
                 return False
             info.last_seen = time.monotonic()
-            return not self._ended
+            return True
 
     def check_clients(self) -> list[str]:
         """Give up on clients silent for longer than ``deadtime``; return their ids.
@@ -333,8 +350,9 @@ class Scheduler:
     def end(self, reason: str = "the run has ended") -> None:
         """End the run now: clients stop, blocked operations raise RunEndedError."""
         with self._cond:
+            first = not self._ended
             self._ended = True
-            if self._queue:
+            if self._queue and first:  # said once, however often the run is ended
                 log.warning("%d spawned task(s) never ran: %s", len(self._queue), ", ".join(t.app for t in self._queue))
             self._cond.notify_all()
         self.space.end(reason)
@@ -343,6 +361,43 @@ class Scheduler:
     def ended(self) -> bool:
         """True once the run has ended."""
         return self._ended
+
+    def stall(self, app_pid: int | None, grace: float) -> dict[str, Any] | None:
+        """Why the run can never progress (``Stall.as_dict()``), or None if it still may.
+
+        Reads who waits on what from ``space.waits``, the task states and free
+        client slots from here, and the space's counters to tell how long
+        nothing has changed; :func:`pastset.core.stall.decide` makes the call.
+        Meant to be asked every fraction of a second by whoever runs the app.
+        """
+        space = self.space
+        now = time.monotonic()
+        mark = (space.generation, space.moves, space.observes, space.waits.changed)
+        if mark != self._mark:
+            self._mark, self._mark_at = mark, now
+        with self._cond:
+            if self._ended or self._paused:
+                return None
+            free = any(c.alive and self._idle[c.id] > 0 for c in self._clients.values())
+            dispatchable = bool(self._queue) and free
+            tasks = [asdict(t) for t in self._tasks.values()]
+        waits = [w.describe() for w in space.waits.snapshot()]
+        found = decide(
+            waits,
+            tasks,
+            now=time.time(),
+            quiet_for=now - self._mark_at,
+            grace=grace,
+            app_pid=app_pid,
+            dispatchable=dispatchable,
+            ready_waiter=space.ready_waiter(),
+        )
+        return None if found is None else found.as_dict()
+
+    def failed(self) -> list[dict[str, Any]]:
+        """The tasks that failed so far, oldest first (plain data)."""
+        with self._cond:
+            return [asdict(t) for t in self._tasks.values() if t.state == "failed"]
 
     # ------------------------------------------------------------ monitoring
     def snapshot(self) -> dict[str, Any]:

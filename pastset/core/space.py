@@ -342,12 +342,16 @@ class Space:
             if any(self._blocked.get(task, 0) <= 0 for task in running):
                 return False
             before = self._generation
-        with self._lock:
-            elements = list(self._elements.values())
-        if any(element.has_ready_waiter() for element in elements):
+        if self.ready_waiter():
             return False
         with self.activity:
             return self._generation == before
+
+    def ready_waiter(self) -> bool:
+        """True if some blocked call on some element could go on now (it has not woken yet)."""
+        with self._lock:
+            elements = list(self._elements.values())
+        return any(element.has_ready_waiter() for element in elements)
 
 
 def describe(space: Space) -> list[dict[str, Any]]:

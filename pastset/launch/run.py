@@ -37,6 +37,7 @@ import Pyro5.errors
 
 from pastset import __version__
 from pastset.core.naming import scheduler_name
+from pastset.core.stall import STALLED_STATUS, Stall, report
 from pastset.entrypoints import MODULES, python_m
 from pastset.errors import AppNotFoundError, PastSetConnectionError, PastSetError
 from pastset.launch.batch import (
@@ -164,6 +165,8 @@ class Run:
         self.app: subprocess.Popen | None = None
         self.scheduler: Any = None
         self._interrupts = 0
+        #: set when the run was ended by pypsrun itself: the exit status to return instead of the app's
+        self.verdict: int | None = None
 
     def is_local(self, host: str) -> bool:
         """True if ``host`` names this machine."""
@@ -359,14 +362,57 @@ class Run:
         cmd = [sys.executable, str(self.app_path), *self.args]
         self.app = subprocess.Popen(cmd, env=self._env())
         threading.Thread(target=self._watch_stop, args=(self.app,), daemon=True).start()
+        watcher = threading.Thread(target=self._watch_health, args=(self.app,), daemon=True)
+        watcher.start()
         progress = None
         if self.settings.PSPROGRESS and sys.stderr.isatty():
             progress = threading.Thread(target=self._progress, args=(self.app,), daemon=True)
             progress.start()
         status = exit_status(self.app.wait())
+        watcher.join(2)
         if progress is not None:
             progress.join(2)
-        return status
+        return status if self.verdict is None else self.verdict
+
+    def _watch_health(self, app: subprocess.Popen) -> None:
+        """While the app runs: report a run that can never progress, and with PSFAILFAST end it on a failure."""
+        grace = self.settings.PSSTALLGRACE
+        keep_waiting = self.settings.PSSTALL == "report"
+        reported: set[tuple[Any, ...]] = set()
+        try:
+            with self._scheduler_proxy(self.scheduler._pyroUri) as sched:
+                while app.poll() is None:
+                    health = sched.health(app.pid, grace)
+                    failed = health["failed"]
+                    if self.settings.PSFAILFAST and failed:
+                        task = failed[0]
+                        sys.stderr.write(_failfast_report(task))
+                        sys.stderr.flush()
+                        self._end_app(app, task.get("status") or 1)
+                        return
+                    if health["stall"] is not None:
+                        stall = Stall.from_dict(health["stall"])
+                        seen = tuple(sorted((w["who"], w["op"], w["element"]) for w in stall.blocked))
+                        if seen not in reported:  # once per stall, also when only reporting
+                            reported.add(seen)
+                            sys.stderr.write(report(stall, self.run_id, keep_waiting))
+                            sys.stderr.flush()
+                        if not keep_waiting:
+                            self._end_app(app, STALLED_STATUS)
+                            return
+                    if sched.wait_end(0.5) is not None:
+                        return
+        except Pyro5.errors.CommunicationError:
+            return
+
+    def _end_app(self, app: subprocess.Popen, verdict: int) -> None:
+        """End the app because of what the run showed; ``verdict`` becomes pypsrun's exit status."""
+        self.verdict = verdict
+        app.terminate()
+        try:
+            app.wait(5)
+        except subprocess.TimeoutExpired:
+            app.kill()
 
     def _watch_stop(self, app: subprocess.Popen) -> None:
         try:
@@ -482,6 +528,17 @@ def _stop(proc: Process, grace: float = 5.0) -> None:
             log.warning("process on %s did not stop; cutting it off", proc.host)
             proc.kill()
             proc.wait(5.0)
+
+
+def _failfast_report(task: dict[str, Any]) -> str:
+    """What pypsrun prints when PSFAILFAST ends the run: the task and its traceback."""
+    args = " ".join(task.get("args") or [])
+    head = (
+        f"pypsrun: task {task['id']} ({task['app']}{' ' + args if args else ''}) failed with status "
+        f"{task.get('status')}{' on ' + task['host'] if task.get('host') else ''}; PSFAILFAST=yes ends the run:"
+    )
+    tail = (task.get("stderr_tail") or "").rstrip() or "(no output on stderr)"
+    return head + "\n" + "".join(f"  {line}\n" for line in tail.splitlines())
 
 
 def _hint(code: int | None, last: str) -> str:
