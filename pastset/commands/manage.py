@@ -1,7 +1,8 @@
 """``pypsmanage``: see and steer a live run from any host that can reach it.
 
 Views: ``clients``/``hosts``/``mstat`` (specs), ``tasks``/``processes``/``pstat``
-(spawned tasks), ``elements``, ``status``, ``runs``; an optional filter keeps only
+(spawned tasks), ``elements``, ``waiting`` (every blocked operation: who, where,
+which element, for how long), ``status``, ``runs``; an optional filter keeps only
 rows containing its text.  Control: ``pause`` / ``resume`` (optionally one
 element), ``stop``.  ``top`` redraws a live overview until the run ends.
 Aligned tables for people, ``--json`` for scripts.
@@ -22,7 +23,7 @@ from pastset.core.naming import scheduler_name
 from pastset.errors import PastSetConnectionError, PastSetError
 from pastset.items.plan import tally
 from pastset.runs import list_runs, pick_run
-from pastset.server.overview import clients_of, status_of
+from pastset.server.overview import clients_of, elements_of, status_of, tasks_of, waiting_of
 from pastset.settings import Settings, configure_logging
 from pastset.transport.proxies import connection_error, lookup, proxy
 
@@ -36,6 +37,7 @@ VIEWS = {
     "processes": "tasks",
     "pstat": "tasks",
     "elements": "elements",
+    "waiting": "waiting",
     "status": "status",
     "runs": "runs",
 }
@@ -43,8 +45,9 @@ ACTIONS = ("pause", "resume", "stop", "top", "logs")
 
 COLUMNS = {
     "clients": ["id", "host", "system", "arch", "cores", "memory", "disk", "speed", "alive", "running", "done"],
-    "tasks": ["id", "app", "args", "spawned_at", "host", "state", "status", "started", "ended"],
-    "elements": ["id", "template", "first", "last", "delta", "stored", "xfunction"],
+    "tasks": ["id", "app", "args", "spawned_at", "host", "state", "status", "started", "ended", "waiting"],
+    "elements": ["id", "template", "first", "last", "delta", "stored", "xfunction", "waiting"],
+    "waiting": ["task", "app", "host", "pid", "op", "template", "element", "waited_s", "timeout"],
     "runs": ["run", "alive", "pid", "ns", "app", "started"],
 }
 
@@ -110,8 +113,9 @@ def main(argv: list[str] | None = None) -> int:
     view = VIEWS[options.view]
     rows = {
         "clients": clients_of,
-        "tasks": lambda s: s["tasks"],
-        "elements": lambda s: s["elements"],
+        "tasks": tasks_of,
+        "elements": elements_of,
+        "waiting": waiting_of,
         "status": status_of,
     }[view](snap)
     return _show(rows, view, options)

@@ -6,9 +6,10 @@ the same figures under the same names.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
-__all__ = ["clients_of", "status_of"]
+__all__ = ["clients_of", "elements_of", "status_of", "tasks_of", "waiting_of"]
 
 
 def clients_of(snap: dict[str, Any]) -> list[dict[str, Any]]:
@@ -36,3 +37,42 @@ def status_of(snap: dict[str, Any]) -> dict[str, Any]:
         "observes/s": snap.get("observes_per_s", 0),
         "halted": snap["halted"],
     }
+
+
+def _who(w: dict[str, Any]) -> str:
+    name = f"task {w['task']}" if w.get("task") else (w.get("app") or "client")
+    return f"{name} pid {w.get('pid') or '?'}@{w.get('host') or '?'}"
+
+
+def waiting_of(snap: dict[str, Any], now: float | None = None) -> list[dict[str, Any]]:
+    """One row per blocked operation: who (task, host, pid, app), which element and operation, for how long."""
+    now = time.time() if now is None else now
+    rows = []
+    for w in snap.get("waiting", []):
+        rows.append({**w, "who": _who(w), "waited_s": round(max(0.0, now - float(w["since"])), 1)})
+    return rows
+
+
+def _summary(waits: list[dict[str, Any]], text: Any) -> str:
+    return ", ".join(text(w) for w in waits)
+
+
+def elements_of(snap: dict[str, Any]) -> list[dict[str, Any]]:
+    """Element rows with a ``waiting`` column: who is blocked on each ("task t2 observe, app move")."""
+    waits = snap.get("waiting", [])
+    rows = []
+    for e in snap["elements"]:
+        mine = [w for w in waits if w.get("element") == e["id"]]
+        label = lambda w: f"{'task ' + w['task'] if w.get('task') else (w.get('app') or 'client')} {w['op']}"  # noqa: E731
+        rows.append({**e, "waiting": _summary(mine, label)})
+    return rows
+
+
+def tasks_of(snap: dict[str, Any]) -> list[dict[str, Any]]:
+    """Task rows with a ``waiting`` column: the operation and element each running task is blocked in."""
+    waits = snap.get("waiting", [])
+    rows = []
+    for t in snap["tasks"]:
+        mine = [w for w in waits if w.get("task") == t["id"]]
+        rows.append({**t, "waiting": _summary(mine, lambda w: f"{w['op']} {w['template']}")})
+    return rows

@@ -32,7 +32,7 @@ from urllib.parse import parse_qs, quote, urlsplit
 
 from pastset.runs import runs_dir
 from pastset.server.host import SchedulerService, Server
-from pastset.server.overview import clients_of, status_of
+from pastset.server.overview import clients_of, elements_of, status_of, tasks_of, waiting_of
 
 __all__ = ["StatusPage", "start_web", "web_address"]
 
@@ -124,7 +124,14 @@ class StatusPage:
     def status(self) -> dict[str, Any]:
         """The snapshot of the run, its clients flattened, and the one-screen status."""
         snap = self.service.snapshot()
-        return {**snap, "clients": clients_of(snap), "status": status_of(snap)}
+        return {
+            **snap,
+            "clients": clients_of(snap),
+            "tasks": tasks_of(snap),
+            "elements": elements_of(snap),
+            "waiting": waiting_of(snap),
+            "status": status_of(snap),
+        }
 
     def control(self, action: str) -> dict[str, Any]:
         """Pause, resume or stop the run (the caller checked the token)."""
@@ -247,7 +254,8 @@ pre{margin:4px 0;white-space:pre-wrap;max-width:70em;font-size:12px}.note{color:
 <button id="stop">Stop</button></div></header>
 <main><h2>Progress</h2><div class="bar"><div id="bar-done"></div><div id="bar-failed"></div></div><div id="stats"></div>
 <h2>Nodes</h2><table id="nodes"></table><h2>Tasks</h2><table id="tasks"></table><p class="note" id="tasks-note"></p>
-<h2>Elements</h2><table id="elements"></table></main>
+<h2>Elements</h2><table id="elements"></table>
+<h2>Waiting</h2><table id="waiting"></table><p class="note" id="waiting-note"></p></main>
 <script>
 "use strict";
 const CONTROL = __CONTROL__, TOKEN = new URLSearchParams(location.search).get("token") || "";
@@ -301,10 +309,13 @@ function render(d) {
   table("nodes", ["id", "host", "cores", "speed", "alive", "running", "done"], d.clients,
         (tr, c) => { if (!c.alive) tr.className = "dead"; });
   const shown = d.tasks.filter((t, i) => t.state === "failed" || t.state === "running" || i >= total - 100);
-  table("tasks", ["id", "app", "args", "host", "state", "status", "stderr"], shown, task);
+  table("tasks", ["id", "app", "args", "host", "state", "status", "stderr", "waiting"], shown, task);
   $("tasks-note").textContent = shown.length < total ? "showing " + shown.length + " of " + total + " tasks" : "";
-  table("elements", ["id", "template", "first", "last", "delta", "stored"], d.elements,
+  table("elements", ["id", "template", "first", "last", "delta", "stored", "waiting"], d.elements,
         (tr, e) => { tr.dataset.template = e.template; tr.cells[1].className = "mono"; });
+  table("waiting", ["who", "op", "template", "element", "waited_s", "timeout"], d.waiting,
+        (tr, w) => { tr.dataset.element = w.element; });
+  $("waiting-note").textContent = d.waiting.length ? "" : "no operation is blocked";
 }
 async function refresh() {
   try {
