@@ -166,7 +166,12 @@ class Worker:
         interval = self.settings.PSDEADTIME / 4
         while not self._stop.wait(interval):
             try:
-                if not beat.heartbeat(self.cid):
+                alive = beat.heartbeat(self.cid)
+                if alive is None:  # the run ended (a successful one too): no warning, the slots stop by themselves
+                    log.info("client %s: the run has ended", self.cid)
+                    self.stop()
+                    return
+                if not alive:
                     log.warning("client %s was given up on by the run; stopping", self.cid)
                     self._lost = 1
                     self.stop()
