@@ -20,8 +20,18 @@ import Pyro5.errors
 
 from pastset.core.checks import check_delta, check_index, check_template, check_timeout
 from pastset.core.naming import FACTORY, space_name
-from pastset.errors import BY_NAME, PastSetConnectionError, PastSetTypeError, RemoteError
+from pastset.core.waits import show_template
+from pastset.errors import (
+    BY_NAME,
+    Interrupted,
+    PastSetConnectionError,
+    PastSetTypeError,
+    PastSetValueError,
+    RemoteError,
+    SerialisationError,
+)
 from pastset.settings import Settings, Wiring
+from pastset.tracebacks import install_interrupt_hook
 from pastset.transport import tls
 from pastset.transport.link import Link, LinkSpec, open_link
 from pastset.transport.ops import OPERATIONS
@@ -56,6 +66,10 @@ class PastSet:
         self._run = run or wiring.run or "default"
         self._task = wiring.task
         self._secret = wiring.secret
+        self._strict = settings.PSSTRICT
+        #: element id -> template, to name the element in an interrupt's message
+        self._templates: dict[int, tuple] = {}
+        install_interrupt_hook(Interrupted)
         self._deadtime = settings.PSDEADTIME
         self._where = f"name server {host}:{port} (PSNS), run {self._run!r} (PSRUN)"
         self._local = threading.local()
@@ -113,6 +127,19 @@ class PastSet:
         link = self._link()
         try:
             reply = link.call((op, *args))
+        except SerialisationError as err:
+            # Raised here, in the user's call, rather than from deep inside the codec.
+            raise SerialisationError(str(err)) from None
+        except KeyboardInterrupt:
+            # The reply may still come: this connection is out of step, so drop it.
+            self._local.link = None
+            try:
+                link.close()
+            except Exception:
+                pass
+            template = self._templates.get(args[0]) if args and isinstance(args[0], int) else None
+            where = f" on {show_template(template)}" if template is not None else ""
+            raise Interrupted(f"interrupted while waiting in {op}{where}") from None
         except OSError as err:
             self._local.link = None
             raise PastSetConnectionError(
@@ -124,20 +151,25 @@ class PastSet:
         _raise_reply(reply)
 
     # ------------------------------------------------------------ operations
-    def enter(self, template: tuple, xfunction: str | None = None, leases: bool = False) -> ElementHandle:
+    def enter(
+        self, template: tuple, xfunction: str | None = None, leases: bool = False, strict: bool | None = None
+    ) -> ElementHandle:
         """Create or bind to the element for ``template``; returns its handle.
 
         ``xfunction`` names an X-function module in PSBIN on the server.  With
         ``leases=True`` every unindexed observe is a lease the observer must
         :meth:`ElementHandle.ack`; if its connection dies first (the worker was
         killed), the tuple is handed to the next observer.  Both take effect only
-        when this call creates the element.
+        when this call creates the element.  ``strict=True`` (default: the
+        PSSTRICT setting, off) makes this handle refuse a moved value that is not
+        a tuple of the template's length, with a hint; loose is pyPastSet's way.
         """
         check_template(template)
         if xfunction is not None and not isinstance(xfunction, str):
             raise PastSetTypeError(f"xfunction must be a module name (str), got {type(xfunction).__name__}")
         eid, stored, _leased = self._call("enter", template, xfunction, bool(leases))
-        return ElementHandle(self, eid, stored)
+        self._templates[eid] = stored
+        return ElementHandle(self, eid, stored, self._strict if strict is None else bool(strict))
 
     def delelement(self, element: ElementHandle | tuple) -> None:
         """Delete an element now (by handle or template); blocked calls on it raise."""
@@ -184,15 +216,34 @@ class PastSet:
 class ElementHandle:
     """A handle on one element; every call goes to the server and blocks as specified."""
 
-    __slots__ = ("_eid", "_pset", "_template")
+    __slots__ = ("_eid", "_pset", "_strict", "_template")
 
-    def __init__(self, pset: PastSet, eid: int, template: tuple) -> None:
+    def __init__(self, pset: PastSet, eid: int, template: tuple, strict: bool = False) -> None:
         self._pset = pset
         self._eid = eid
         self._template = template
+        self._strict = strict
+
+    def _check(self, data: Any) -> None:
+        """Strict mode: ``data`` must be a tuple as long as the template."""
+        if not self._strict:
+            return
+        size = len(self._template)
+        if not isinstance(data, tuple):
+            hint = f" (did you mean ({data!r},)?)" if size == 1 else ""
+            raise PastSetTypeError(
+                f"strict mode: a move to {show_template(self._template)} takes a tuple of {size} value(s), "
+                f"got {type(data).__name__} {data!r:.60}{hint}"
+            )
+        if len(data) != size:
+            raise PastSetValueError(
+                f"strict mode: a move to {show_template(self._template)} takes a tuple of {size} value(s), "
+                f"got {len(data)}: {data!r:.60}"
+            )
 
     def move(self, data: Any, timeout: float | None = None) -> None:
         """Append ``data`` at index ``last``; blocks while delta leaves no room."""
+        self._check(data)
         self._pset._call("move", self._eid, data, _timeout(timeout))
 
     def observe(self, index: int = -1, timeout: float | None = None) -> Any:
@@ -203,6 +254,8 @@ class ElementHandle:
         """Move many tuples in one call, in order (the batch form of :meth:`move`)."""
         if not isinstance(tuples, (list, tuple)):
             raise PastSetTypeError(f"move_many takes a list of tuples, got {type(tuples).__name__}")
+        for data in tuples:
+            self._check(data)
         self._pset._call("move_many", self._eid, list(tuples), _timeout(timeout))
 
     def observe_many(self, count: int, timeout: float | None = None) -> list[Any]:

@@ -15,6 +15,7 @@ __all__ = [
     "DeployError",
     "ElementDeletedError",
     "ExpiredError",
+    "Interrupted",
     "PastSetConnectionError",
     "PastSetError",
     "PastSetTimeoutError",
@@ -73,6 +74,15 @@ class AppNotFoundError(ConfigurationError):
 
 class SerialisationError(PastSetError, TypeError):
     """A value cannot cross the wire (checked on the caller's side before sending)."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C while blocked in an operation; its message says which ("interrupted while waiting in observe on ...").
+
+    A :class:`KeyboardInterrupt`, so ``except KeyboardInterrupt`` still catches
+    it; uncaught, it prints that one line instead of a traceback through the
+    library and the socket module.
+    """
 
 
 class XFunctionError(PastSetError):

@@ -12,13 +12,13 @@ import os
 import runpy
 import signal
 import sys
-import traceback
 from collections.abc import Callable
 
 from pastset.errors import PastSetConnectionError, RunEndedError
 from pastset.proc import die_with_parent
 from pastset.psbin import find_in_path
 from pastset.settings import Settings
+from pastset.tracebacks import format_user_exception
 
 __all__ = ["main"]
 
@@ -66,13 +66,15 @@ def _run(body: Callable[[], object], settings: Settings, app: str) -> int:
         return 1
     except RunEndedError:
         return 0  # the run ended while this task waited: nothing to report
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as err:
+        if str(err):
+            sys.stderr.write(f"pastset task {settings.PSTASK} ({app}): {err}\n")
         return 130
     except PastSetConnectionError as err:
         sys.stderr.write(f"pastset task {settings.PSTASK} ({app}): {err}\n")
         return 1
-    except BaseException:
-        traceback.print_exc()
+    except BaseException as err:
+        sys.stderr.write(format_user_exception(err))  # the task's own frames, not runner/runpy/pastset
         return 1
     return 0
 
