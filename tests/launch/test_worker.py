@@ -60,3 +60,50 @@ def test_a_burst_of_sigterms_ends_the_client_and_its_task(server, tmp_path, burs
         if client.poll() is None:
             os.killpg(client.pid, signal.SIGKILL)
             client.wait()
+
+
+RUNS_UNTIL_STOPPED = """
+import sys, time
+open(sys.argv[1], "w").write("running")
+while True:
+    time.sleep(0.05)
+"""
+
+
+def test_a_heartbeat_after_the_run_ended_is_no_warning(server, tmp_path):
+    """The end of a run is not being given up on: no 'given up on' warning, exit status 0.
+
+    The race seen on loaded machines: the run ends (a correct answer, then
+    finish) and the client's heartbeat comes before its next_task learns of it.
+    Here the task is still running when the run ends, so the heartbeat always
+    comes first.
+    """
+    from pastset.core.naming import scheduler_name
+    from pastset.transport.proxies import lookup, proxy
+
+    (server.psbin / "busy.py").write_text(RUNS_UNTIL_STOPPED)
+    client = subprocess.Popen(
+        [sys.executable, "-m", "pastset.commands.client", "--run", server.run, "--ns", server.address],
+        env=server.env(PSDEADTIME="0.4", PSLOGLEVEL="info"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    marker = tmp_path / "busy.marker"
+    try:
+        pastset.PastSet().spawn("busy.py", [str(marker)])
+        deadline = time.monotonic() + 30
+        while not marker.exists():
+            assert client.poll() is None and time.monotonic() < deadline
+            time.sleep(0.02)
+        with proxy(lookup(server.address, scheduler_name(server.run))) as sched:
+            sched.finish(False, None)  # the run ends while the task still runs
+        _, err = client.communicate(timeout=30)
+    finally:
+        if client.poll() is None:
+            os.killpg(client.pid, signal.SIGKILL)
+            client.wait()
+    assert "given up on" not in err, err
+    assert "the run has ended" in err  # the heartbeat did come after the end, and was told so
+    assert client.returncode == 0, err
