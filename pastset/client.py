@@ -225,21 +225,17 @@ class ElementHandle:
         self._strict = strict
 
     def _check(self, data: Any) -> None:
-        """Strict mode: ``data`` must be a tuple as long as the template."""
-        if not self._strict:
+        """Strict mode: ``data`` must be a tuple as long as the template (a hint says how to fix it)."""
+        if not self._strict or (isinstance(data, tuple) and len(data) == len(self._template)):
             return
         size = len(self._template)
-        if not isinstance(data, tuple):
-            hint = f" (did you mean ({data!r},)?)" if size == 1 else ""
-            raise PastSetTypeError(
-                f"strict mode: a move to {show_template(self._template)} takes a tuple of {size} value(s), "
-                f"got {type(data).__name__} {data!r:.60}{hint}"
-            )
-        if len(data) != size:
-            raise PastSetValueError(
-                f"strict mode: a move to {show_template(self._template)} takes a tuple of {size} value(s), "
-                f"got {len(data)}: {data!r:.60}"
-            )
+        what = f"a tuple of {len(data)}" if isinstance(data, tuple) else f"{type(data).__name__} {data!r:.60}"
+        hint = _suggest(self._template, data)
+        problem = (
+            f"strict mode: a move to {show_template(self._template)} takes a tuple of {size} value(s), got {what}"
+            + (f"; did you mean {hint}?" if hint else "")
+        )
+        raise (PastSetValueError if isinstance(data, tuple) else PastSetTypeError)(problem)
 
     def move(self, data: Any, timeout: float | None = None) -> None:
         """Append ``data`` at index ``last``; blocks while delta leaves no room."""
@@ -298,6 +294,19 @@ class ElementHandle:
 
     def __repr__(self) -> str:
         return f"<PastSet element {self._template!r}>"
+
+
+def _suggest(template: tuple, data: Any) -> str | None:
+    """The move strict mode expects, if ``data`` is the values without the template's constants."""
+    values = data if isinstance(data, tuple) else (data,)
+    slots = [i for i, part in enumerate(template) if isinstance(part, type)]
+    if len(values) != len(slots) or not slots:
+        return None
+    fixed = list(template)
+    for i, value in zip(slots, values, strict=True):
+        fixed[i] = value
+    text = ", ".join(f"{v!r:.30}" for v in fixed)
+    return f"({text},)" if len(fixed) == 1 else f"({text})"
 
 
 def _timeout(timeout: float | None) -> float | None:

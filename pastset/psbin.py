@@ -7,9 +7,10 @@ one rule for what PSBIN lets a run reach.
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 
-__all__ = ["find_in_path"]
+__all__ = ["closest_name", "find_in_path"]
 
 
 def find_in_path(name: str, psbin: list[str], suffix: str = "") -> Path | None:
@@ -24,3 +25,20 @@ def find_in_path(name: str, psbin: list[str], suffix: str = "") -> Path | None:
         if path.is_file():
             return path.resolve()
     return None
+
+
+def closest_name(name: str, psbin: list[str], suffix: str = ".py") -> str | None:
+    """The file in ``name``'s folder or in PSBIN whose name is closest to ``name`` (a typo's fix), if any is close."""
+    given = Path(name)
+    folders = [given.parent] if given.parent != Path(".") else []
+    folders += [Path(folder or ".") for folder in psbin]
+    names: set[str] = set()
+    for folder in folders:
+        try:
+            names.update(p.name for p in folder.iterdir() if p.is_file() and p.name.endswith(suffix))
+        except OSError:
+            continue
+    found = difflib.get_close_matches(given.name, sorted(names), n=1, cutoff=0.75)
+    if not found:
+        return None
+    return str(given.parent / found[0]) if given.parent != Path(".") else found[0]

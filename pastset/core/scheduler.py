@@ -25,7 +25,7 @@ from pastset.core.space import Space
 from pastset.core.stall import decide
 from pastset.entrypoints import SPAWNABLE
 from pastset.errors import AppNotFoundError, PastSetTimeoutError, PastSetTypeError, RunEndedError
-from pastset.psbin import find_in_path
+from pastset.psbin import closest_name, find_in_path
 
 __all__ = ["ClientInfo", "Scheduler", "Task"]
 
@@ -169,9 +169,10 @@ class Scheduler:
             raise PastSetTypeError(f"spawn needs the application's file name, got {app!r}")
         arglist = normalise_args(args)
         if self.check_apps and app not in SPAWNABLE and find_in_path(app, self.space.psbin) is None:
+            close = closest_name(app, self.space.psbin)
             raise AppNotFoundError(
                 f"cannot spawn {app!r}: it is not in PSBIN ({':'.join(self.space.psbin)}); "
-                "put it there or set PSBIN to its directory"
+                + (f"did you mean {close}?" if close else "put it there or set PSBIN to its directory")
             )
         with self._cond:
             if self._ended:
@@ -376,8 +377,8 @@ class Scheduler:
         if mark != self._mark:
             self._mark, self._mark_at = mark, now
         with self._cond:
-            if self._ended or self._paused:
-                return None
+            if self._ended or self._paused or space.paused or space.held:
+                return None  # ended, or held by an operator: not for us to judge
             free = any(c.alive and self._idle[c.id] > 0 for c in self._clients.values())
             dispatchable = bool(self._queue) and free
             tasks = [asdict(t) for t in self._tasks.values()]

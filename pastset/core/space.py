@@ -95,6 +95,8 @@ class Space:
         self._ids = itertools.count(1)
         self._ended: RunEndedError | None = None
         self._paused = False
+        #: elements paused one by one (an operator holds them: the run is not stalled)
+        self.held: set[int] = set()
         #: notified whenever a task starts or stops blocking, or the state changes
         self.activity = threading.Condition()
         self._blocked: dict[str, int] = {}
@@ -254,6 +256,12 @@ class Space:
                 if not match or match == str(eid) or match in repr(element.template()):
                     element.pause(paused)
                     touched.append(eid)
+            if not match:
+                self.held.clear()
+            elif paused:
+                self.held.update(touched)
+            else:
+                self.held.difference_update(touched)
         return touched
 
     @property

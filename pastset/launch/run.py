@@ -55,7 +55,7 @@ from pastset.launch.deploy import deployed_python
 from pastset.launch.hosts import assign_clients, read_hosts_file
 from pastset.launch.ssh import Connection, RemoteProcess, SshCommandProcess, connect, route_to, ssh_resolve
 from pastset.proc import LocalProcess, exit_status
-from pastset.psbin import find_in_path
+from pastset.psbin import closest_name, find_in_path
 from pastset.settings import Settings, Wiring, batch_environment, this_host_names
 from pastset.transport import tls
 from pastset.transport.proxies import lookup, proxy
@@ -79,9 +79,10 @@ def find_app(app: str, psbin: list[str]) -> Path:
         return given.resolve()
     found = find_in_path(app, psbin)
     if found is None:
+        close = closest_name(app, psbin)
         raise AppNotFoundError(
-            f"application {app!r} not found as a file nor in PSBIN ({os.pathsep.join(psbin)}); "
-            "give its path or set PSBIN to its directory"
+            f"application {app!r} not found as a file nor in PSBIN ({os.pathsep.join(psbin)})"
+            + (f": did you mean {close}?" if close else "; give its path or set PSBIN to its directory")
         )
     return found
 
