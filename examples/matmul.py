@@ -38,8 +38,12 @@ for _ in range(workers):
     pset.spawn("matworker.py", "")
 
 c = np.zeros((n, n), dtype=a.dtype)
+WAIT = 120  # seconds for the next block: a bag of tasks should never wait forever
 for _ in range(blocks):
-    _, low, block = results.observe()
+    try:
+        _, low, block = results.observe(timeout=WAIT)
+    except pastset.PastSetTimeoutError:
+        sys.exit(f"matmul: no result block for {WAIT} s; did a worker fail? (its traceback is above)")
     c[low : low + len(block)] = block
 pset.halt()
 

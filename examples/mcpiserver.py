@@ -28,9 +28,13 @@ for _ in range(bags):
 for _ in range(workers):
     pset.spawn("mcpiclient.py", "")
 
+WAIT = 120  # seconds for the next result: a bag of tasks should never wait forever
 pi = 0.0
 for _ in range(bags):
-    pi += results.observe()[0]
+    try:
+        pi += results.observe(timeout=WAIT)[0]
+    except pastset.PastSetTimeoutError:
+        sys.exit(f"mcpiserver: no result for {WAIT} s; did a worker fail? (its traceback is above)")
 pi /= bags
 
 print(f"Pi is found as {pi:f} with {workers} worker(s), {bags} bag(s) and bagsize of {bagsize}")

@@ -202,6 +202,36 @@ def console_scripts() -> list[str]:
     return [line.split("=")[0].strip() for line in lines if "=" in line]
 
 
+def _python_block(page: str, heading: str) -> str:
+    """The first python block after ``heading`` on a tutorial page, as a student would copy it."""
+    text = (ROOT / "doc" / "tutorial" / page).read_text()
+    after = text[text.index(heading) :]
+    found = re.search(r"```python\n(.*?)```", after, re.S)
+    assert found, f"no python block after {heading!r} in {page}"
+    return found.group(1)
+
+
+def _run_block(tmp_path: Path, code: str, procs: int, **env: str) -> subprocess.CompletedProcess[str]:
+    (tmp_path / "block.py").write_text(code)
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("PS")}
+    environ.update(PSPROCS=str(procs), **env)
+    cmd = [sys.executable, "-m", "pastset.commands.run", "block.py"]
+    return subprocess.run(cmd, cwd=tmp_path, env=environ, capture_output=True, text=True, timeout=90)
+
+
+def test_the_spawn_block_of_the_tasks_page_runs_as_written(tmp_path: Path) -> None:
+    done = _run_block(tmp_path, _python_block("tasks.md", "## spawn and halt"), 3, PSBIN=str(EXAMPLES))
+    assert done.returncode == 0, done.stderr
+    assert sorted(done.stdout.splitlines()) == ["['-v', '10']", "['2', 'double']", "[]"], done.stdout
+    assert "Traceback" not in done.stderr
+
+
+def test_the_timeouts_block_of_the_elements_page_runs_as_written(tmp_path: Path) -> None:
+    done = _run_block(tmp_path, _python_block("elements.md", "## Timeouts"), 1)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "no result within 3 s\n"
+
+
 def test_docs_build_without_warnings_and_cover_the_code(tmp_path: Path) -> None:
     out = tmp_path / "html"
     sphinx = [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-b", "html", "-d", str(tmp_path / "cache")]
