@@ -38,7 +38,7 @@ for _ in range(workers):
     pset.spawn("matworker.py", "")
 
 c = np.zeros((n, n), dtype=a.dtype)
-WAIT = 120  # seconds for the next block: a bag of tasks should never wait forever
+WAIT = 30  # seconds for the next block: a bag of tasks should never wait forever
 for _ in range(blocks):
     try:
         _, low, block = results.observe(timeout=WAIT)

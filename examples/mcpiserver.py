@@ -28,7 +28,7 @@ for _ in range(bags):
 for _ in range(workers):
     pset.spawn("mcpiclient.py", "")
 
-WAIT = 120  # seconds for the next result: a bag of tasks should never wait forever
+WAIT = 30  # seconds for the next result: a bag of tasks should never wait forever
 pi = 0.0
 for _ in range(bags):
     try:

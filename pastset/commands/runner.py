@@ -66,10 +66,8 @@ def _run(body: Callable[[], object], settings: Settings, app: str) -> int:
         return 1
     except RunEndedError:
         return 0  # the run ended while this task waited: nothing to report
-    except KeyboardInterrupt as err:
-        if str(err):
-            sys.stderr.write(f"pastset task {settings.PSTASK} ({app}): {err}\n")
-        return 130
+    except KeyboardInterrupt:
+        return 130  # Ctrl-C: the application says so, in one line; its tasks keep quiet
     except PastSetConnectionError as err:
         sys.stderr.write(f"pastset task {settings.PSTASK} ({app}): {err}\n")
         return 1

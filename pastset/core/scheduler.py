@@ -376,6 +376,8 @@ class Scheduler:
         mark = (space.generation, space.moves, space.observes, space.waits.changed)
         if mark != self._mark:
             self._mark, self._mark_at = mark, now
+        if now - self._mark_at < grace or not len(space.waits):
+            return None  # something changed lately, or nobody waits: the cheap, common answer
         with self._cond:
             if self._ended or self._paused or space.paused or space.held:
                 return None  # ended, or held by an operator: not for us to judge

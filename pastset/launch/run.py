@@ -383,7 +383,7 @@ class Run:
         try:
             with self._scheduler_proxy(self.scheduler._pyroUri) as sched:
                 while app.poll() is None:
-                    health = sched.health(app.pid, grace)
+                    health = sched.health(app.pid, grace, self.settings.PSFAILFAST)
                     failed = health["failed"]
                     if self.settings.PSFAILFAST and failed:
                         task = failed[0]
@@ -405,6 +405,8 @@ class Run:
                         return
         except Pyro5.errors.CommunicationError:
             return
+        except Exception as err:  # a server of another version: the run goes on, unwatched
+            log.warning("cannot watch the run for stalls (%s: %s); it goes on without", type(err).__name__, err)
 
     def _end_app(self, app: subprocess.Popen, verdict: int) -> None:
         """End the app because of what the run showed; ``verdict`` becomes pypsrun's exit status."""
