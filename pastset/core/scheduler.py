@@ -246,7 +246,7 @@ class Scheduler:
         self.space.task_gone(tid)
         if task.state == "failed":
             log.warning(
-                "task %s (%s %s) on %s failed with status %s", tid, task.app, " ".join(task.args), task.host, status
+                "task %s (%s) on %s failed with status %s", tid, " ".join([task.app, *task.args]), task.host, status
             )
 
     def heartbeat(self, cid: str) -> bool | None:

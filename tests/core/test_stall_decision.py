@@ -109,3 +109,50 @@ def test_report_only_says_it_keeps_waiting():
     assert found is not None
     assert "still waiting" in report(found, keep_waiting=True)
     assert "ending the run" not in report(found, keep_waiting=True)
+
+
+# ------------------------------------------------------- the scheduler's side
+def test_scheduler_stall_from_a_real_space_and_the_end_said_once(caplog):
+    import time
+
+    from pastset.core.scheduler import Scheduler
+    from pastset.core.space import Space
+    from pastset.core.waits import Caller, Wait
+
+    space = Space("stall-unit")
+    sched = Scheduler(space, check_apps=False)
+    eid = space.enter(("results", float))
+    key = space.waits.add(Wait(Caller(pid=APP, app="master.py"), eid, ("results", float), "observe", time.time() - 5))
+    assert sched.stall(APP, 0.0) is not None  # nothing moves, the app waits: stalled at once with no grace
+    assert sched.stall(APP, 30.0) is None  # not for a grace of 30 s
+    assert sched.stall(APP + 1, 0.0) is None  # another process waits; the app is computing
+    sched.pause()
+    assert sched.stall(APP, 0.0) is None  # an operator holds the run
+    sched.resume()
+    space.pause(True, "results")
+    assert sched.stall(APP, 0.0) is None  # or one element
+    space.pause(False, "results")
+    space.waits.remove(key)
+    assert sched.stall(APP, 0.0) is None  # nobody waits
+
+    sched.spawn("never.py")
+    with caplog.at_level("WARNING"):
+        sched.end()
+        sched.end("again")
+    assert [r.getMessage() for r in caplog.records].count("1 spawned task(s) never ran: never.py") == 1
+
+
+def test_a_heartbeat_after_the_end_is_not_a_giving_up():
+    from pastset.core.scheduler import Scheduler
+    from pastset.core.space import Space
+
+    sched = Scheduler(Space("beat-unit"), check_apps=False)
+    cid = sched.register({"host": "h"})
+    assert sched.heartbeat(cid) is True
+    sched.end()
+    assert sched.heartbeat(cid) is None  # ended: stop quietly
+    assert sched.heartbeat("c99") is None
+    other = Scheduler(Space("beat-unit-2"), check_apps=False)
+    gone = other.register({"host": "h"})
+    other.client_gone(gone, "test")
+    assert other.heartbeat(gone) is False  # given up on: say so
