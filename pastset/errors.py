@@ -15,7 +15,6 @@ __all__ = [
     "DeployError",
     "ElementDeletedError",
     "ExpiredError",
-    "Interrupted",
     "PastSetConnectionError",
     "PastSetError",
     "PastSetTimeoutError",
@@ -79,9 +78,11 @@ class SerialisationError(PastSetError, TypeError):
 class Interrupted(KeyboardInterrupt):
     """Ctrl-C while blocked in an operation; its message says which ("interrupted while waiting in observe on ...").
 
-    A :class:`KeyboardInterrupt`, so ``except KeyboardInterrupt`` still catches
-    it; uncaught, it prints that one line instead of a traceback through the
-    library and the socket module.
+    A :class:`KeyboardInterrupt` and not a :class:`PastSetError` (so not in
+    ``__all__``'s tree): ``except Exception`` must never swallow Ctrl-C, and
+    ``except KeyboardInterrupt`` still catches it.  Uncaught, it prints that one
+    line instead of a traceback through the library and the socket module.
+    Exported as ``pastset.Interrupted``.
     """
 
 

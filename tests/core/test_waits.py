@@ -33,7 +33,7 @@ def test_a_wait_describes_itself_as_plain_data() -> None:
         "pid": 7,
         "app": "a.py",
         "element": 4,
-        "template": "('results', <class 'float'>)",
+        "template": "('results', float)",  # as the author wrote it
         "op": "move",
         "since": 1.5,
         "timeout": None,
