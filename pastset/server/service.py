@@ -462,8 +462,8 @@ class SchedulerService:
         """No more tasks."""
         self.scheduler.halt()
 
-    def heartbeat(self, cid: str) -> bool:
-        """A client is alive; False means the run gave up on it (it should stop)."""
+    def heartbeat(self, cid: str) -> bool | None:
+        """A client is alive; False means the run gave up on it (it should stop), None that the run ended."""
         return self.scheduler.heartbeat(cid)
 
     def pause(self, match: str = "") -> list[int]:
@@ -482,9 +482,14 @@ class SchedulerService:
         """Block until the run ends; the stop reason, "" if it simply ended, None on timeout."""
         return self.scheduler.wait_end(timeout)
 
+    def health(self, app_pid: int | None = None, grace: float = 2.0, failed: bool = False) -> dict[str, Any]:
+        """What pypsrun watches while the app runs: ``stall`` (Scheduler.stall), and ``failed`` tasks if asked."""
+        return {"stall": self.scheduler.stall(app_pid, grace), "failed": self.scheduler.failed() if failed else []}
+
     def snapshot(self) -> dict[str, Any]:
-        """Clients, tasks and elements of the run."""
+        """Clients, tasks, elements and blocked operations of the run."""
         data = self.scheduler.snapshot()
         data["elements"] = describe(self.scheduler.space)
+        data["waiting"] = [w.describe() for w in self.scheduler.space.waits.snapshot()]
         data["run"] = self.scheduler.space.name
         return data
