@@ -191,6 +191,15 @@ class LocalProcess:
             except OSError:
                 pass
 
+    def send_line(self, line: str) -> None:
+        """Write one line to its standard input (the lifeline stays open)."""
+        if self.proc.stdin is not None:
+            try:
+                self.proc.stdin.write(f"{line}\n".encode())
+                self.proc.stdin.flush()
+            except OSError:  # it has gone already: its watcher says why
+                pass
+
     def kill(self) -> None:
         """SIGKILL the process group."""
         try:

@@ -138,12 +138,13 @@ def place_clients(settings: Settings) -> tuple[str, list[str], list[str]]:
 class Run:
     """One run of an application with its server and clients."""
 
-    def __init__(self, settings: Settings, app: str, args: list[str]) -> None:
+    def __init__(self, settings: Settings, app: str | None, args: list[str]) -> None:
+        """A run of ``app`` with ``args``; ``app`` None: the calling program is the application (local())."""
         self.settings = settings
         self.run_id = new_run_id()
-        self.app_path = find_app(app, settings.psbin)
+        self.app_path = None if app is None else find_app(app, settings.psbin)
         psbin = settings.psbin
-        if str(self.app_path.parent) not in psbin:
+        if self.app_path is not None and str(self.app_path.parent) not in psbin:
             psbin = [*psbin, str(self.app_path.parent)]  # an app's companions sit next to it
         #: how this run's processes find each other; the secret is handed on by environment or SSH stdin only
         self.wiring = Wiring(run=self.run_id, secret=secrets.token_urlsafe(24), psbin=tuple(psbin))
@@ -162,6 +163,9 @@ class Run:
         self.server: Process | None = None
         self.clients: list[Process] = []
         self.app: subprocess.Popen | None = None
+        self._go: int | None = None  # write end of the prestarted app's go pipe
+        self._early: list[LocalProcess] = []  # local clients started before the server was up
+        self._told = False  # whether they were given its address
         self.scheduler: Any = None
         self._interrupts = 0
 
@@ -262,20 +266,58 @@ class Run:
             ) from None
         self.scheduler = self._scheduler_proxy(uri)
         log.debug("run %s: server ready at %s", self.run_id, address)
+        for proc in self._early:
+            proc.send_line(address)
+        self._told = True
         return address
 
     def _scheduler_proxy(self, uri: Any) -> Any:
         return proxy(uri, self.wiring.secret)
+
+    def start(self) -> str:
+        """Start the server side and the clients; return the name server address once they are up.
+
+        Local clients start together with the server and get its address on
+        their lifeline once it listens, so their interpreter starts and imports
+        overlap the server's; remote ones start once it is up.
+        """
+        self.connect_hosts()
+        self.start_early_clients()
+        address = self.start_server()
+        self.start_clients()
+        return address
+
+    def start_early_clients(self) -> None:
+        """Start the local clients now; they wait for the server's address (see :meth:`start`)."""
+        if self.clients or self.launcher in ("srun", "pbsdsh"):
+            return
+        for number, host in enumerate(self.placement):
+            if self.is_local(host):
+                args = ["--run", self.run_id, "--number", str(number), "--ns-on-stdin"]
+                proc = self._start(host, "client", args)
+                assert isinstance(proc, LocalProcess)
+                self._early.append(proc)
+                self.clients.append(proc)
 
     def start_clients(self) -> None:
         """Start the clients on their hosts and wait for PSWAITPROCS of them to register."""
         log.info("clients on: %s", ", ".join(self.placement) or "(none)")
         if self.launcher in ("srun", "pbsdsh") and self.placement:
             self._start_batch_clients()
-        else:
+        elif not self._early:
             for number, host in enumerate(self.placement):
                 self.clients.append(self._start(host, "client", ["--run", self.run_id, "--number", str(number)]))
                 self.client_labels.append(f"client {number} on {host}")
+        else:
+            early = iter(self._early)
+            ordered: list[Process] = []
+            for number, host in enumerate(self.placement):
+                if self.is_local(host):
+                    ordered.append(next(early))
+                else:
+                    ordered.append(self._start(host, "client", ["--run", self.run_id, "--number", str(number)]))
+                self.client_labels.append(f"client {number} on {host}")
+            self.clients = ordered
         wanted = self.settings.PSWAITPROCS
         want = len(self.placement) if wanted is None else min(wanted, len(self.placement))
         if want <= 0:
@@ -356,8 +398,15 @@ class Run:
         While it runs, a stop from pypsmanage ends it (SIGTERM, then SIGKILL),
         and with PSPROGRESS a live line on a terminal's stderr shows progress.
         """
-        cmd = [sys.executable, str(self.app_path), *self.args]
-        self.app = subprocess.Popen(cmd, env=self._env())
+        if self.app is None:
+            self.prestart_app()
+        assert self.app is not None and self._go is not None
+        try:
+            os.write(self._go, f"{self.settings.PSNS}\n".encode())
+        except OSError:  # it died while waiting: its status says how
+            pass
+        os.close(self._go)
+        self._go = None
         threading.Thread(target=self._watch_stop, args=(self.app,), daemon=True).start()
         progress = None
         if self.settings.PSPROGRESS and sys.stderr.isatty():
@@ -367,6 +416,26 @@ class Run:
         if progress is not None:
             progress.join(2)
         return status
+
+    def prestart_app(self) -> None:
+        """Start the application's interpreter now, to run its code when :meth:`run_app` says go.
+
+        Its start and its import of pastset overlap the server's and the
+        clients' (:mod:`pastset.commands.app`); the code runs only once the
+        clients are up, as when it was started after them.
+        """
+        if self.app_path is None or self.app is not None:
+            return
+        read, write = os.pipe()
+        cmd = [*python_m("app"), "--go", str(read), str(self.app_path), *self.args]
+        try:
+            self.app = subprocess.Popen(cmd, env=self._env(), pass_fds=(read,))
+        except BaseException:
+            os.close(write)
+            raise
+        finally:
+            os.close(read)
+        self._go = write
 
     def _watch_stop(self, app: subprocess.Popen) -> None:
         try:
@@ -454,6 +523,18 @@ class Run:
         if self.scheduler is not None:
             self.scheduler._pyroRelease()
             self.scheduler = None
+        if self._go is not None:  # the run did not start: the waiting app ends at end of file
+            os.close(self._go)
+            self._go = None
+            if self.app is not None:
+                try:
+                    self.app.wait(10)
+                except subprocess.TimeoutExpired:
+                    self.app.kill()
+                    self.app.wait()
+        if not self._told:  # early clients still wait for an address that will not come
+            for proc in self._early:
+                proc.close_stdin()
         stoppers = [threading.Thread(target=_stop, args=(proc,)) for proc in self.clients]
         for thread in stoppers:
             thread.start()
