@@ -55,6 +55,7 @@ from pastset.launch.hosts import assign_clients, read_hosts_file
 from pastset.launch.ssh import Connection, RemoteProcess, SshCommandProcess, connect, route_to, ssh_resolve
 from pastset.proc import LocalProcess, exit_status
 from pastset.psbin import find_in_path
+from pastset.runs import save_record
 from pastset.settings import Settings, Wiring, batch_environment, this_host_names
 from pastset.transport import tls
 from pastset.transport.proxies import lookup, proxy
@@ -503,12 +504,35 @@ class Run:
             try:
                 with self._scheduler_proxy(self.scheduler._pyroUri) as sched:
                     sched.finish(quietly, None)
+                    self.keep_record(sched)
             except KeyboardInterrupt:
                 log.warning("interrupted while waiting for running tasks; stopping them")
                 self._end_now()
             except Pyro5.errors.CommunicationError as err:
                 log.warning("could not end the run through the server: %s", err)
         self.shutdown()
+
+    def keep_record(self, sched: Any) -> None:
+        """Keep the ended run's record (for pypsmanage report) and write PSREPORT if it is set."""
+        try:
+            record = sched.record()
+        except Pyro5.errors.CommunicationError as err:
+            log.warning("could not fetch the run's record for its report: %s", err)
+            return
+        record["app"] = "" if self.app_path is None else str(self.app_path)
+        record["args"] = self.args
+        try:
+            save_record(self.run_id, record)
+        except OSError as err:
+            log.warning("could not keep the run's record: %s", err)
+        if self.settings.PSREPORT:
+            from pastset.report import write_report  # plotting loads only when a report is asked for
+
+            try:
+                write_report(record, Path(self.settings.PSREPORT).expanduser())
+                log.info("run report written to %s", self.settings.PSREPORT)
+            except (OSError, PastSetError) as err:
+                log.warning("PSREPORT=%s: the report was not written: %s", self.settings.PSREPORT, err)
 
     def _end_now(self) -> None:
         try:

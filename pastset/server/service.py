@@ -463,6 +463,10 @@ class SchedulerService:
         """Block until the run ends; the stop reason, "" if it simply ended, None on timeout."""
         return self.scheduler.wait_end(timeout)
 
+    def record(self) -> dict[str, Any]:
+        """What the run report needs: the snapshot plus the sampled counters (see Scheduler.record)."""
+        return self.scheduler.record()
+
     def snapshot(self) -> dict[str, Any]:
         """Clients, tasks and elements of the run."""
         data = self.scheduler.snapshot()
