@@ -74,7 +74,9 @@ def _span(record: dict[str, Any]) -> tuple[float, float]:
     start = float(record.get("started") or time.time())
     times = [t.get("ended") or t.get("started") or 0 for t in record["tasks"]]
     times += [s["t"] for s in record.get("samples", [])]
-    end = record.get("ended_at") or max([start, *[t for t in times if t]])
+    if record.get("ended_at"):
+        return start, float(record["ended_at"])
+    end = max([start, *[t for t in times if t]]) if record.get("ended") else time.time()
     return start, float(end)
 
 
