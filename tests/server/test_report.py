@@ -80,7 +80,7 @@ def _shown(driver) -> dict:
         const q = (s) => [...document.querySelectorAll(s)];
         const box = (e) => { const r = e.getBoundingClientRect(); return [r.width, r.height]; };
         const fill = (p) => {  // a plain colour, or a hatch pattern's colour marked as hatched
-          const f = getComputedStyle(p).fill, m = f.match(/url\("#(.+)"\)/);
+          const f = getComputedStyle(p).fill, m = f.match(/url\\("#(.+)"\\)/);
           return m ? getComputedStyle(document.getElementById(m[1]).querySelector('rect')).fill + " hatched" : f;
         };
         const summary = {};
