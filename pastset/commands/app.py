@@ -37,7 +37,10 @@ def main(argv: list[str] | None = None) -> int:
     if len(argv) < 3 or argv[0] != "--go" or not argv[1].isdigit():
         sys.stderr.write("usage: python -m pastset.commands.app --go FD APP [ARGS...]\n")
         return 2
-    address = _line(int(argv[1]))
+    try:
+        address = _line(int(argv[1]))
+    except KeyboardInterrupt:  # Ctrl-C while the run starts: pypsrun says what happened
+        return 130
     if not address:
         return 1
     os.environ["PSNS"] = address

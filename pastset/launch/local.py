@@ -62,7 +62,7 @@ def _settings(procs: int, psbin: str | os.PathLike[str] | list[Any] | None, give
         except ValueError as err:
             raise ConfigurationError(f"local({name}={value!r}): {err}") from None
         settings.sources[name] = "local()"
-    for name in ("PSHOSTS", "PSMASTER"):  # a local run: everything on this machine
+    for name in ("PSHOSTS", "PSMASTER", "PSTASK"):  # a local run: everything on this machine, a run of its own
         setattr(settings, name, "")
         settings.sources.pop(name, None)
     return settings
@@ -85,15 +85,16 @@ def local(
     run = Run(chosen, None, [])
     info: dict[str, Any] = {"pid": os.getpid(), "app": "(pastset.local)", "args": [], "hosts": [], "ssh": ""}
     info["secret"] = chosen.PSSECRET
-    saved = {k: os.environ.get(k) for k in ("PSNS", "PSRUN", "PSSECRET")}
+    saved = {k: os.environ.get(k) for k in ("PSNS", "PSRUN", "PSSECRET", "PSTASK")}
     pset: PastSet | None = None
     quietly = False
     try:
         record_run(run.run_id, info)
         info["ns"] = run.start()
         record_run(run.run_id, info)
-        pset = PastSet(run.run_id, chosen.PSNS, chosen.PSSECRET)
         os.environ.update(PSNS=chosen.PSNS, PSRUN=run.run_id, PSSECRET=chosen.PSSECRET)
+        os.environ.pop("PSTASK", None)  # this program is the new run's application, not a task of another
+        pset = PastSet(run.run_id, chosen.PSNS, chosen.PSSECRET)
         log.info("local run %s: %d client(s), name server %s", run.run_id, len(run.placement), chosen.PSNS)
         yield pset
         quietly = True

@@ -483,7 +483,7 @@ class Run:
         """SIGINT/SIGTERM: pass it on to the application, then insist."""
         self._interrupts += 1
         app = self.app
-        if app is None or app.poll() is not None:
+        if app is None or app.poll() is not None or self._go is not None:  # not started yet: stop starting
             raise KeyboardInterrupt
         if self._interrupts == 1:
             # From a terminal the app got the same Ctrl-C; from kill(1) it did not.
