@@ -16,6 +16,7 @@ import runpy
 import sys
 
 import pastset  # noqa: F401 - imported now, while the server and clients start
+from pastset.settings import adopt_environment
 
 __all__ = ["main"]
 
@@ -43,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     if not address:
         return 1
-    os.environ["PSNS"] = address
+    adopt_environment({"PSNS": address})
     app = argv[2]
     sys.argv = [app, *argv[3:]]
     sys.path[0] = os.path.dirname(os.path.abspath(app))

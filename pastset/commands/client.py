@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         address = _first_line(0)
         if not address:  # the run ended (or failed to start) before its server was up
             return 0
-        settings.PSNS = address
+        wiring = replace(wiring, ns=address)
     try:
         tls.check_client()
         worker = Worker(settings, wiring, {"number": options.number, **identity})

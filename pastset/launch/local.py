@@ -28,7 +28,7 @@ from pastset.client import PastSet
 from pastset.errors import ConfigurationError
 from pastset.launch.run import Run
 from pastset.runs import forget_run, record_run
-from pastset.settings import SPEC, Settings
+from pastset.settings import SPEC, Settings, adopt_environment
 from pastset.transport import tls
 
 __all__ = ["local"]
@@ -40,8 +40,7 @@ OWN = ("PSHOSTS", "PSMASTER", "PSNS", "PSRUN", "PSSECRET", "PSTASK")
 
 
 def _settings(procs: int, psbin: str | os.PathLike[str] | list[Any] | None, given: Mapping[str, Any]) -> Settings:
-    """The environment's settings with the caller's on top, validated like the environment's."""
-    settings = Settings.load()
+    """The environment's settings with the caller's on top; a bad value is an error naming it."""
     if isinstance(procs, bool) or not isinstance(procs, int) or procs < 0:
         raise ConfigurationError(f"local(procs=...) must be a whole number of clients (0 or more), got {procs!r}")
     wanted: dict[str, Any] = {"PSPROCS": procs}
@@ -54,18 +53,18 @@ def _settings(procs: int, psbin: str | os.PathLike[str] | list[Any] | None, give
             allowed = ", ".join(k for k in SPEC if k not in OWN)
             raise ConfigurationError(f"local() has no setting {key!r}; settings it takes: {allowed}")
         wanted[name] = value
+    environ = dict(os.environ)
     for name, value in wanted.items():
         parse, _default, _meaning = SPEC[name]
         text = "yes" if value is True else "no" if value is False else "" if value is None else str(value)
         try:
-            setattr(settings, name, None if name == "PSWAITPROCS" and not text else parse(text))
+            parse(text)
         except ValueError as err:
             raise ConfigurationError(f"local({name}={value!r}): {err}") from None
-        settings.sources[name] = "local()"
-    for name in ("PSHOSTS", "PSMASTER", "PSTASK"):  # a local run: everything on this machine, a run of its own
-        setattr(settings, name, "")
-        settings.sources.pop(name, None)
-    return settings
+        environ[name] = text
+    for name in OWN:  # a local run: everything on this machine, a run of its own
+        environ.pop(name, None)
+    return Settings.load(environ)
 
 
 @contextmanager
@@ -84,7 +83,7 @@ def local(
     tls.check_client()
     run = Run(chosen, None, [])
     info: dict[str, Any] = {"pid": os.getpid(), "app": "(pastset.local)", "args": [], "hosts": [], "ssh": ""}
-    info["secret"] = chosen.PSSECRET
+    info["secret"] = run.wiring.secret
     saved = {k: os.environ.get(k) for k in ("PSNS", "PSRUN", "PSSECRET", "PSTASK")}
     pset: PastSet | None = None
     quietly = False
@@ -92,10 +91,11 @@ def local(
         record_run(run.run_id, info)
         info["ns"] = run.start()
         record_run(run.run_id, info)
-        os.environ.update(PSNS=chosen.PSNS, PSRUN=run.run_id, PSSECRET=chosen.PSSECRET)
+        wiring = run.wiring
         os.environ.pop("PSTASK", None)  # this program is the new run's application, not a task of another
-        pset = PastSet(run.run_id, chosen.PSNS, chosen.PSSECRET)
-        log.info("local run %s: %d client(s), name server %s", run.run_id, len(run.placement), chosen.PSNS)
+        adopt_environment({"PSNS": wiring.ns, "PSRUN": wiring.run, "PSSECRET": wiring.secret})
+        pset = PastSet(wiring.run, wiring.ns, wiring.secret)
+        log.info("local run %s: %d client(s), name server %s", run.run_id, len(run.placement), wiring.ns)
         yield pset
         quietly = True
     finally:

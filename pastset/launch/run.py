@@ -403,7 +403,7 @@ class Run:
             self.prestart_app()
         assert self.app is not None and self._go is not None
         try:
-            os.write(self._go, f"{self.settings.PSNS}\n".encode())
+            os.write(self._go, f"{self.wiring.ns}\n".encode())
         except OSError:  # it died while waiting: its status says how
             pass
         os.close(self._go)
