@@ -230,7 +230,9 @@ class Run:
     def _start(self, host: str, role: str, args: list[str], capture: bool = False) -> Process:
         if self.is_local(host):
             extra = ["--lifeline"] if role == "client" else []
-            return LocalProcess([*python_m(role), *args, *extra], self._env(), capture)
+            # Forked, not started afresh, while this process has no threads yet (see LocalProcess).
+            fork = threading.active_count() == 1 and sys.platform.startswith("linux")
+            return LocalProcess([*python_m(role), *args, *extra], self._env(), capture, fork=fork)
         command = remote_command(self.settings, role, *args)
         if self.custom_ssh:
             return SshCommandProcess(self.settings.PSSSH, host, command, self._remote_env())
