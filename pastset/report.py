@@ -11,8 +11,9 @@ Written at the end of a run when PSREPORT names a file, and by
 - the summary: tasks, failures, wall time, and the speed-up, i.e. the sum of the
   clients' busy time over the time the tasks took, which is what one client
   alone would have needed over what the run needed;
-- a table of the tasks with the operations each made on each element (for a bag
-  of tasks: how many bags each worker took).
+- a table of the tasks with the changes each one's requests made to each
+  element (for a bag of tasks: how many bags each worker took; a move that
+  completes a waiting observe counts for both).
 
 The charts are drawn with matplotlib's SVG backend and put inline: the file
 needs nothing from the network, so it opens on an offline cluster, and text
@@ -329,8 +330,9 @@ def render_report(record: dict[str, Any]) -> str:
             ],
             "state",
         ),
-        "<p class=note>Operations on elements: the moves and observes each task made on each element; "
-        "in a bag of tasks, how many bags each worker took."
+        "<p class=note>Operations on elements: the changes each task's requests made to each element; "
+        "in a bag of tasks, how many bags each worker took. A request that completes a waiting one "
+        "(a move handing its tuple to a blocked observe) counts for both."
         + (f" The application itself made {html.escape('; '.join(app_ops))}." if app_ops else "")
         + "</p></section>",
         "</body></html>",

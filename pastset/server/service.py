@@ -181,7 +181,7 @@ class SpaceService:
     # ------------------------------------------------------ the channel's loop
     def start(self, caller: Caller, body: bytes, buffers: list[bytearray], hooks: Hooks) -> Outcome:
         """Start one request without waiting: a reply, a waiter queued on a plain element, or work for the pool."""
-        with self.calls:
+        with self.calls, calling(caller):  # named on the loop too: the run report counts who changed what
             try:
                 message = self._parse(body, buffers)
             except PastSetError as err:
