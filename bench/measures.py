@@ -662,12 +662,46 @@ def _timed_run(b: Bench, argv: list[str], procs: int, expect: str) -> float:
     return elapsed
 
 
+LOCAL_TRIVIAL = (
+    "import pastset\n"
+    "with pastset.local(procs=1) as pset:\n"
+    "    element = pset.enter(('bench-trivial', int))\n"
+    "    element.move((1,))\n"
+    "    element.observe()\n"
+    "print('trivial ok')\n"
+)
+
+
 def p6_pypsrun(b: Bench) -> None:
-    """A whole pypsrun of a trivial app; Monte Carlo pi with 1 worker vs 2 on this machine's cores."""
+    """A whole pypsrun of a trivial app, against a bare import of pastset timed in the same rounds;
+    the same with pastset.local(); Monte Carlo pi with 1 worker vs 2 on this machine's cores."""
     s = b.sizes
     trivial = [*_pypsrun(), str(HERE / "trivial_app.py")]
-    times = [_timed_run(b, trivial, 1, "trivial ok") for _ in range(s.p6_trivial_runs)]
-    t_trivial = median(times)
+    bare = [sys.executable, "-c", "import pastset; print('trivial ok')"]
+    local = [sys.executable, "-c", LOCAL_TRIVIAL]
+    start = interleave(
+        {
+            "import": lambda: _timed_run(b, bare, 1, "trivial ok"),
+            "pypsrun": lambda: _timed_run(b, trivial, 1, "trivial ok"),
+            "local": lambda: _timed_run(b, local, 1, "trivial ok"),
+        },
+        s.p6_trivial_runs,
+    )
+    times = start["pypsrun"]
+    t_trivial, t_import, t_local = median(times), median(start["import"]), median(start["local"])
+    b.rows += [
+        Row(
+            "P6",
+            "trivial pypsrun (join, move, observe, end) over a bare python -c 'import pastset', "
+            f"interleaved (median of {len(times)})",
+            f"{t_trivial / t_import:.2f}x ({t_trivial:.2f} s / {t_import:.2f} s)",
+            f"pastset.local() in python -c: {t_local / t_import:.2f}x ({t_local:.2f} s)",
+            t_trivial / t_import,
+            "about 4x before the parallel start",
+            "≤ 3x",
+            t_trivial / t_import <= 3.0,
+        ),
+    ]
     pi = str(ROOT / "examples" / "mcpiserver.py")
     args = [str(s.p6_bags), str(s.p6_bagsize)]
     got = interleave(

@@ -19,14 +19,20 @@ author = "the pastset maintainers"
 copyright = "the pastset maintainers, GPL-2.0-or-later"
 version = release = pastset.__version__
 
+# myst-nb renders the tutorial notebook with the outputs stored in it; it brings
+# myst-parser along (the Markdown pages are read as before).  nbsphinx, the
+# other choice, needs pandoc installed outside Python.
 extensions = [
-    "myst_parser",
+    "myst_nb",
     "sphinx.ext.autodoc",
     "pastset_reference",
 ]
-source_suffix = {".md": "markdown", ".rst": "restructuredtext"}
+source_suffix = {".md": "myst-nb", ".ipynb": "myst-nb", ".rst": "restructuredtext"}
 root_doc = "index"
-exclude_patterns = ["_build", "requirements.txt"]
+exclude_patterns = ["_build", "requirements.txt", "**.ipynb_checkpoints"]
+
+nb_execution_mode = "off"  # shown as stored; tests/launch/test_local.py runs it in a real kernel
+nb_merge_streams = True
 
 myst_enable_extensions = ["colon_fence", "deflist"]
 myst_heading_anchors = 3

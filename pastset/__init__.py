@@ -12,6 +12,9 @@ See SEMANTICS in the documentation for the exact meaning of every operation.
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
+from typing import Any
+
 from pastset import element
 from pastset.client import ElementHandle, PastSet
 from pastset.errors import (
@@ -35,6 +38,19 @@ from pastset.errors import (
 
 __version__ = "0.1.0"
 
+
+def local(procs: int = 1, psbin: Any = None, **settings: Any) -> AbstractContextManager[PastSet]:
+    """A run on this machine for the length of a ``with`` block, joined by the PastSet it yields.
+
+    ``with pastset.local(procs=2) as pset: ...`` starts the server side and
+    ``procs`` clients as ``pypsrun`` does, and ends them when the block is left.
+    See :func:`pastset.launch.local.local` for the arguments.
+    """
+    from pastset.launch.local import local as start  # the launcher loads only when a run is started here
+
+    return start(procs, psbin, **settings)
+
+
 __all__ = [
     "AppNotFoundError",
     "ConfigurationError",
@@ -56,4 +72,5 @@ __all__ = [
     "XFunctionError",
     "__version__",
     "element",
+    "local",
 ]

@@ -18,6 +18,7 @@ MODULES: dict[str, str] = {
     "client": "pastset.commands.client",
     "remote": "pastset.commands.remote",
     "runner": "pastset.commands.runner",
+    "app": "pastset.commands.app",
     "run": "pastset.commands.run",
     "clean": "pastset.commands.clean",
     "manage": "pastset.commands.manage",

@@ -9,6 +9,7 @@ On Linux a child also asks the kernel for a signal when its parent dies.
 from __future__ import annotations
 
 import ctypes
+import io
 import itertools
 import logging
 import os
@@ -17,6 +18,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable
+from typing import Any
 
 from pastset.entrypoints import MODULES
 
@@ -154,23 +156,166 @@ def _exists(pid: int) -> bool:
         return False
 
 
+class _Forked(subprocess.Popen):
+    """A child that is a fork of this process running ``python -m MODULE ARGS``'s main, without exec.
+
+    A new interpreter would pay its start and import pastset again; a fork
+    shares what this process has imported already, which is most of what a
+    server or client needs.  Only pastset's own commands are started this way
+    (never an application), and only before this process starts any thread.
+    Everything else is subprocess.Popen's: pipes, wait, signals, exit status.
+    """
+
+    def __init__(self, module: str, args: list[str], env: dict[str, str], **options: Any) -> None:
+        self._module = module
+        self._module_args = list(args)
+        super().__init__([sys.executable, "-m", module, *args], env=env, **options)
+
+    def _execute_child(  # type: ignore[override]
+        self,
+        args: Any,
+        executable: Any,
+        preexec_fn: Any,
+        close_fds: Any,
+        pass_fds: Any,
+        cwd: Any,
+        env: Any,
+        startupinfo: Any,
+        creationflags: Any,
+        shell: Any,
+        p2cread: int,
+        p2cwrite: int,
+        c2pread: int,
+        c2pwrite: int,
+        errread: int,
+        errwrite: int,
+        *rest: Any,
+    ) -> None:
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()  # or the child would write our buffered output again
+        pid = os.fork()
+        if pid == 0:  # the child: never returns into the parent's code
+            code = 1
+            try:
+                os.setsid()
+                if p2cread != -1:
+                    os.dup2(p2cread, 0)
+                if c2pwrite != -1:
+                    os.dup2(c2pwrite, 1)
+                for fd in {p2cread, p2cwrite, c2pread, c2pwrite, errread, errwrite} - {-1, 0, 1, 2}:
+                    os.close(fd)
+                code = _run_module(self._module, self._module_args, dict(env))
+            finally:
+                os._exit(code)
+        self.pid = pid
+        self._child_created = True
+        for fd in (p2cread, c2pwrite, errwrite):
+            if fd != -1:
+                os.close(fd)
+
+
+def _arg_area() -> tuple[int, int] | None:
+    """Start and end address of this process's command line in memory (Linux), as /proc shows it."""
+    try:
+        with open("/proc/self/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+        return int(fields[45]), int(fields[46])  # arg_start, arg_end: fields 48 and 49 of proc(5)
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def fork_title(module: str, args: list[str]) -> list[str] | None:
+    """The command line a forked child shows for ``python -m module args``, or None if it cannot.
+
+    A forked child still has its parent's command line; it rewrites it in place
+    so that ``ps`` and :func:`processes_of_run` see which run it belongs to
+    (``--run RUN_ID``).  The new one must fit where the old one was.
+    """
+    area = _arg_area()
+    if area is None:
+        return None
+    room = area[1] - area[0]
+    for title in ([sys.executable, "-m", module, *args], [module.rsplit(".", 1)[-1], *args]):
+        if len(b"\0".join(a.encode() for a in title)) + 1 <= room:
+            return title
+    return None
+
+
+def _retitle(title: list[str]) -> None:
+    area = _arg_area()
+    if not title or area is None:
+        return
+    text = b"\0".join(a.encode() for a in title) + b"\0"
+    room = area[1] - area[0]
+    if len(text) > room:
+        return
+    try:
+        with open("/proc/self/mem", "r+b", buffering=0) as mem:
+            mem.seek(area[0])
+            mem.write(text + b"\0" * (room - len(text)))
+    except OSError:
+        log.debug("could not rewrite the command line of forked %s", title)
+
+
+def _run_module(module: str, args: list[str], env: dict[str, str]) -> int:
+    """In a forked child: become ``python -m module args`` with environment ``env``; return the exit status."""
+    import atexit
+    import runpy
+    import traceback
+
+    atexit._clear()  # the parent's exit handlers are the parent's
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    _retitle(fork_title(module, args) or [])
+    # The parent's sys.std* may be anything (a test runner's capture, a notebook's stream): use the descriptors.
+    sys.stdin = io.TextIOWrapper(io.FileIO(0, "r", closefd=False))
+    sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), line_buffering=True, write_through=True)
+    sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), line_buffering=True, write_through=True)
+    logging.root.handlers.clear()
+    os.environ.clear()
+    os.environ.update(env)
+    sys.argv = [module, *args]
+    try:
+        runpy.run_module(module, run_name="__main__", alter_sys=True)
+        code: Any = 0
+    except SystemExit as exit_:
+        code = exit_.code
+    except BaseException:
+        traceback.print_exc()
+        code = 1
+    try:
+        atexit._run_exitfuncs()
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except BaseException:
+        pass
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code
+    sys.stderr.write(f"{code}\n")
+    return 1
+
+
 class LocalProcess:
     """A child on this host, with the interface the launcher uses for every process.
 
     It leads its own process group (started with ``start_new_session=True``), so
-    ending it ends whatever it started too.
+    ending it ends whatever it started too.  With ``fork`` (pastset's own
+    ``python -m`` commands only) it is forked from this process instead of
+    started afresh, sharing the modules already imported.
     """
 
     host = "localhost"
 
-    def __init__(self, argv: list[str], env: dict[str, str], capture_stdout: bool = False) -> None:
-        self.proc = subprocess.Popen(
-            argv,
-            env=env,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE if capture_stdout else None,
-            start_new_session=True,
-        )
+    def __init__(self, argv: list[str], env: dict[str, str], capture_stdout: bool = False, fork: bool = False) -> None:
+        stdout = subprocess.PIPE if capture_stdout else None
+        if fork and argv[1:2] == ["-m"] and fork_title(argv[2], argv[3:]) is not None:
+            self.proc: subprocess.Popen = _Forked(
+                argv[2], argv[3:], env, stdin=subprocess.PIPE, stdout=stdout, start_new_session=True
+            )
+            return
+        self.proc = subprocess.Popen(argv, env=env, stdin=subprocess.PIPE, stdout=stdout, start_new_session=True)
 
     def poll(self) -> int | None:
         """Exit status, or None while running."""
@@ -189,6 +334,15 @@ class LocalProcess:
             try:
                 self.proc.stdin.close()
             except OSError:
+                pass
+
+    def send_line(self, line: str) -> None:
+        """Write one line to its standard input (the lifeline stays open)."""
+        if self.proc.stdin is not None:
+            try:
+                self.proc.stdin.write(f"{line}\n".encode())
+                self.proc.stdin.flush()
+            except OSError:  # it has gone already: its watcher says why
                 pass
 
     def kill(self) -> None:

@@ -3,6 +3,10 @@
 ``pypsrun`` writes one file per run (its id, name server address, pid, app,
 start time) and removes it at the end; ``pypsmanage`` and ``pypsclean`` read
 them to find a run by name, or the only one.
+
+When a run ends its *record* (tasks, clients, sampled element counters: what
+``pypsmanage report`` draws) is kept in the user's data directory; the newest
+:data:`KEEP_RECORDS` are kept.
 """
 
 from __future__ import annotations
@@ -18,7 +22,19 @@ import platformdirs
 
 from pastset.errors import ConfigurationError
 
-__all__ = ["forget_run", "list_runs", "pick_run", "record_run", "runs_dir"]
+__all__ = [
+    "forget_run",
+    "list_records",
+    "list_runs",
+    "load_record",
+    "pick_run",
+    "record_run",
+    "records_dir",
+    "runs_dir",
+    "save_record",
+]
+
+KEEP_RECORDS = 50
 
 
 def runs_dir() -> Path:
@@ -89,3 +105,40 @@ def pick_run(name: str | None) -> dict[str, Any]:
         raise ConfigurationError("no live run found; start one with pypsrun, or name one with --ns/--run")
     names = ", ".join(r["run"] for r in live)
     raise ConfigurationError(f"{len(live)} runs are live ({names}); choose one with --run NAME")
+
+
+def records_dir() -> Path:
+    """Where the records of ended runs are kept (per user)."""
+    return Path(platformdirs.user_data_dir("pastset")) / "records"
+
+
+def save_record(run_id: str, record: dict[str, Any]) -> Path:
+    """Keep the record of run ``run_id``; the oldest beyond :data:`KEEP_RECORDS` are removed."""
+    folder = records_dir()
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path = folder / f"{run_id}.json"
+    tmp = folder / f".{run_id}.tmp"
+    tmp.write_text(json.dumps(record, default=str))
+    tmp.replace(path)
+    for old in list_records()[:-KEEP_RECORDS]:
+        old.unlink(missing_ok=True)
+    return path
+
+
+def list_records() -> list[Path]:
+    """The kept records, oldest first."""
+    folder = records_dir()
+    return sorted(folder.glob("*.json"), key=lambda p: p.stat().st_mtime) if folder.is_dir() else []
+
+
+def load_record(name: str) -> dict[str, Any]:
+    """The record of the ended run ``name`` (or a unique prefix of it, or a file path)."""
+    given = Path(name).expanduser()
+    if name.endswith(".json") and given.is_file():
+        return json.loads(given.read_text())
+    found = [p for p in list_records() if p.stem == name] or [p for p in list_records() if p.stem.startswith(name)]
+    if len(found) != 1:
+        known = ", ".join(p.stem for p in list_records()[-5:]) or "none yet"
+        what = "no recorded run" if not found else f"{len(found)} recorded runs"
+        raise ConfigurationError(f"{what} named {name!r} in {records_dir()} (newest: {known}); give its full name")
+    return json.loads(found[0].read_text())

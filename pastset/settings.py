@@ -183,6 +183,7 @@ SPEC: dict[str, tuple[Callable[[str], Any], str, str]] = {
     "PSSTRICT": (_yes_no, "no", "moves must be tuples of the template's length (a course's strict mode)"),
     "PSJOURNAL": (_text, "", "directory where the server journals every change, to recover after a crash"),
     "PSJOURNALSYNC": (_yes_no, "no", "fsync each journal record (survives power loss; much slower)"),
+    "PSREPORT": (_text, "", "write an HTML report of the run (timeline, load balance) to this file when it ends"),
     "PSSECRET": (_text, "", "the run's secret (made by pypsrun, handed on privately; never shown)"),
     "PSNS": (_ns, "", "name server of the current run as HOST:PORT (set by pypsrun)"),
     "PSRUN": (_text, "", "name of the current run (set by pypsrun)"),
@@ -230,6 +231,7 @@ class Settings:
     PSSTRICT: bool = _default("PSSTRICT")
     PSJOURNAL: str = _default("PSJOURNAL")
     PSJOURNALSYNC: bool = _default("PSJOURNALSYNC")
+    PSREPORT: str = _default("PSREPORT")
     PSSECRET: str = _default("PSSECRET")
     PSNS: str = _default("PSNS")
     PSRUN: str = _default("PSRUN")

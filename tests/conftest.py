@@ -77,9 +77,10 @@ def stop_server(server: RunningServer) -> None:
 @pytest.fixture(autouse=True, scope="session")
 def private_dirs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """Run files and configuration of the tests stay out of the user's own."""
-    saved = {k: os.environ.get(k) for k in ("XDG_RUNTIME_DIR", "XDG_CONFIG_HOME")}
+    saved = {k: os.environ.get(k) for k in ("XDG_RUNTIME_DIR", "XDG_CONFIG_HOME", "XDG_DATA_HOME")}
     os.environ["XDG_RUNTIME_DIR"] = str(tmp_path_factory.mktemp("runtime"))
     os.environ["XDG_CONFIG_HOME"] = str(tmp_path_factory.mktemp("config"))
+    os.environ["XDG_DATA_HOME"] = str(tmp_path_factory.mktemp("data"))  # kept run records
     yield
     for key, value in saved.items():
         if value is None:

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+import pastset
+
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 # Applications a test runs with pypsrun, and the files they use (spawned tasks,
@@ -167,3 +169,25 @@ def test_xfunction_priority_new_style(tmp_path: Path) -> None:
         "priority 1: backup",
         "log in hand-out order: ['page-oncall', 'reboot', 'build', 'email', 'backup']",
     ]
+
+
+@pytest.mark.pastset(procs=0, psbin=str(EXAMPLES))
+def test_xfunction_typecast_driven_from_the_test_itself(pastset_run) -> None:
+    """The same X-function as xsimple.py, through the pastset_run fixture: no app file needed."""
+    element = pastset_run.enter(("xcast", int, float), xfunction="xtypecast")
+    element.move(("xcast", "7", "2.5"))
+    assert element.observe() == ("xcast", 7, 2.5)
+    with pytest.raises(pastset.XFunctionError, match="invalid literal for int"):
+        element.move(("xcast", "seven", "2.5"))
+    assert (element.first(), element.last()) == (1, 1)
+
+
+@pytest.mark.pastset(procs=2, psbin=str(EXAMPLES))
+def test_spawnclient_arguments_through_the_fixture(pastset_run) -> None:
+    """spawntest.py's companion, spawned straight from a test on the fixture's two clients."""
+    replies = pastset_run.enter(("spawned", tuple))
+    for args in ("", ["hello", "world"]):
+        pastset_run.spawn("spawnclient.py", args)
+    got = sorted(replies.observe(timeout=60)[1] for _ in range(2))
+    pastset_run.halt()
+    assert got == [(), ("hello", "world")]

@@ -272,6 +272,11 @@ def test_docs_build_without_warnings_and_cover_the_code(tmp_path: Path) -> None:
     for member in ("pastset.PastSet.enter", "pastset.ElementHandle.observe", "pastset.element.Element.set_entry"):
         assert f'id="{member}"' in api, member
 
+    notebook = html.unescape(re.sub(r"<[^>]+>", "", (out / "tutorial" / "notebook.html").read_text()))
+    for shown in ("pastset.local(procs=2", "bags moved: 20, taken: 20", "pi is about 3.1", "timed out: PastSetTimeout"):
+        assert shown in notebook, f"the notebook page lacks {shown!r}: its outputs are not in the manual"
+    assert 'id="pastset.launch.local.local"' in api
+
     getting_started = html.unescape(re.sub(r"<[^>]+>", "", (out / "tutorial" / "getting-started.html").read_text()))
     steps = ["python3 -m venv .venv", "pip install .", "pypsrun examples/simple.py", "pypsrun examples/mcpiserver.py 2"]
     where = [getting_started.find(step) for step in steps]

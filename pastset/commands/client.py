@@ -32,6 +32,12 @@ def main(argv: list[str] | None = None) -> int:
         "--number", default=None, help="this client's number in its run (default: from srun/pbsdsh, else 0)"
     )
     parser.add_argument("--lifeline", action="store_true", help="stop when standard input closes (set by pypsrun)")
+    parser.add_argument(
+        "--ns-on-stdin",
+        action="store_true",
+        help="read the name server HOST:PORT as the first line of standard input (pypsrun starts "
+        "clients while the server is still starting)",
+    )
     options = parser.parse_args(argv)
     identity = task_identity(batch_environment())
     if options.number is None:
@@ -41,6 +47,11 @@ def main(argv: list[str] | None = None) -> int:
     wiring = replace(wiring, run=options.run or wiring.run, ns=options.ns or wiring.ns)
     if options.lifeline:
         die_with_parent()
+    if options.ns_on_stdin:
+        address = _first_line(0)
+        if not address:  # the run ended (or failed to start) before its server was up
+            return 0
+        wiring = replace(wiring, ns=address)
     try:
         tls.check_client()
         worker = Worker(settings, wiring, {"number": options.number, **identity})
@@ -66,6 +77,20 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exit_:
         worker.end()
         return int(exit_.code or 0)
+
+
+def _first_line(fd: int) -> str:
+    """One line read from ``fd`` byte by byte, so that nothing after it is taken from the lifeline."""
+    data = bytearray()
+    while not data.endswith(b"\n"):
+        try:
+            byte = os.read(fd, 1)
+        except OSError:
+            return ""
+        if not byte:
+            return ""
+        data += byte
+    return data.decode().strip()
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ Views: ``clients``/``hosts``/``mstat`` (specs), ``tasks``/``processes``/``pstat`
 which element, for how long), ``status``, ``runs``; an optional filter keeps only
 rows containing its text.  Control: ``pause`` / ``resume`` (optionally one
 element), ``stop``.  ``top`` redraws a live overview until the run ends.
+``report RUN -o FILE`` writes the HTML report of a run (ended and recorded, or live).
 Aligned tables for people, ``--json`` for scripts.
 """
 
@@ -22,7 +23,7 @@ from pastset.commands import parser_for
 from pastset.core.naming import scheduler_name
 from pastset.errors import PastSetConnectionError, PastSetError
 from pastset.items.plan import tally
-from pastset.runs import list_runs, pick_run
+from pastset.runs import list_runs, load_record, pick_run
 from pastset.server.overview import clients_of, elements_of, status_of, tasks_of, waiting_of
 from pastset.settings import Settings, configure_logging
 from pastset.transport.proxies import connection_error, lookup, proxy
@@ -41,7 +42,7 @@ VIEWS = {
     "status": "status",
     "runs": "runs",
 }
-ACTIONS = ("pause", "resume", "stop", "top", "logs")
+ACTIONS = ("pause", "resume", "stop", "top", "logs", "report")
 
 COLUMNS = {
     "clients": ["id", "host", "system", "arch", "cores", "memory", "disk", "speed", "alive", "running", "done"],
@@ -85,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ns", default=None, help="name server HOST:PORT of the run (default: from the run file)")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     parser.add_argument("--results", default="", help="logs: the experiments' base directory (default: user data dir)")
+    parser.add_argument("-o", "--output", default="", help="report: the HTML file to write (default RUN.html)")
     parser.add_argument("--interval", type=float, default=1.0, help="top: seconds between redraws")
     parser.add_argument(
         "--iterations", type=int, default=0, help="top: stop after this many redraws (0: until the run ends)"
@@ -94,6 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if options.view == "logs":
             return _logs(options)
+        if options.view == "report":
+            return _report(options, settings)
         if options.view == "runs":
             rows: Any = [{k: v for k, v in r.items() if k != "secret"} for r in list_runs()]
             return _show(rows, "runs", options)
@@ -158,6 +162,31 @@ def _logs(options: Any) -> int:
         print(json.dumps(rows, indent=1))
     else:
         print(table(rows, ["experiment", "items", "done", "failed", "left", "path"]))
+    return 0
+
+
+def _report(options: Any, settings: Settings) -> int:
+    """Write the HTML report of a recorded run, or of a live one as it stands."""
+    from pastset.report import write_report
+
+    name = options.filter or options.run
+    if name:
+        try:
+            record = load_record(name)
+        except PastSetError:
+            if not any(r["alive"] and r["run"].startswith(name) for r in list_runs()):
+                raise
+            record = None
+    else:
+        record = None
+    if record is None:  # a live run: its record as it stands now
+        options.run = options.run or name or None
+        _, sched = _connect(options, settings)
+        with sched:
+            record = sched.record()
+    output = Path(options.output or f"{record['run']}.html").expanduser()
+    write_report(record, output)
+    print(f"report of run {record['run']} written to {output}")
     return 0
 
 

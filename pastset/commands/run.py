@@ -72,10 +72,9 @@ def execute(
     record_run(run.run_id, info)
     status = 1
     try:
-        run.connect_hosts()
-        info["ns"] = run.start_server()
+        run.prestart_app()
+        info["ns"] = run.start()
         record_run(run.run_id, info)
-        run.start_clients()
         if started is not None:
             started(run)
         status = run.run_app()

@@ -21,7 +21,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from pastset.core.space import Space
+from pastset.core.space import Space, describe
 from pastset.core.stall import decide
 from pastset.entrypoints import SPAWNABLE
 from pastset.errors import AppNotFoundError, PastSetTimeoutError, PastSetTypeError, RunEndedError
@@ -30,6 +30,9 @@ from pastset.psbin import closest_name, find_in_path
 __all__ = ["ClientInfo", "Scheduler", "Task"]
 
 log = logging.getLogger(__name__)
+
+SAMPLE_EVERY = 1.0  # seconds between samples of the elements' counters, for the run report
+MAX_SAMPLES = 3600  # beyond this, every other sample is dropped: a long run keeps its shape
 
 
 @dataclass
@@ -98,6 +101,11 @@ class Scheduler:
         #: the space's counters when last looked at, and when they last changed (for stall)
         self._mark: tuple[Any, ...] = ()
         self._mark_at = time.monotonic()
+        self.ended_at: float | None = None
+        self._samples: list[dict[str, Any]] = []
+        self._templates: dict[str, str] = {}
+        self._sampled = 0.0
+        self._tally: dict[str, dict[str, int]] = {}
 
     # --------------------------------------------------------------- clients
     def register(self, specs: dict[str, Any]) -> str:
@@ -272,11 +280,43 @@ class Scheduler:
         """
         now = time.monotonic()
         self._rates.append((now, self.space.moves, self.space.observes))
+        if now - self._sampled >= SAMPLE_EVERY and not self._ended:
+            self._sampled = now
+            self.sample()
         with self._cond:
             silent = [c.id for c in self._clients.values() if c.alive and now - c.last_seen > self.deadtime]
         for cid in silent:
             self.client_gone(cid, f"no heartbeat for {self.deadtime:g} s: host down or unreachable")
         return silent
+
+    def sample(self) -> None:
+        """Record the elements' first and last and the run's counters now (for the run report)."""
+        elements = {}
+        for row in describe(self.space):
+            key = str(row["id"])
+            elements[key] = [row["first"], row["last"]]
+            self._templates.setdefault(key, row["template"])
+        entry = {"t": time.time(), "moves": self.space.moves, "observes": self.space.observes, "elements": elements}
+        with self._cond:
+            self._samples.append(entry)
+            if len(self._samples) > MAX_SAMPLES:
+                self._samples = self._samples[::2]
+
+    def record(self) -> dict[str, Any]:
+        """Everything the run report shows: the snapshot, the samples, and who changed which element."""
+        data = self.snapshot()
+        with self._cond:
+            samples = list(self._samples)
+        data.update(
+            run=self.space.name,
+            elements=describe(self.space),
+            samples=samples,
+            templates=dict(self._templates),
+            tally=self._tally if self._ended else self.space.tally(),
+            ended_at=self.ended_at,
+            recorded_at=time.time(),
+        )
+        return data
 
     # -------------------------------------------------------- central control
     def pause(self, match: str = "") -> list[int]:
@@ -350,9 +390,14 @@ class Scheduler:
 
     def end(self, reason: str = "the run has ended") -> None:
         """End the run now: clients stop, blocked operations raise RunEndedError."""
+        if not self._ended:
+            self.sample()
+            self._tally = self.space.tally()  # before the end itself counts as a change
         with self._cond:
             first = not self._ended
             self._ended = True
+            if self.ended_at is None:
+                self.ended_at = time.time()
             if self._queue and first:  # said once, however often the run is ended
                 log.warning("%d spawned task(s) never ran: %s", len(self._queue), ", ".join(t.app for t in self._queue))
             self._cond.notify_all()

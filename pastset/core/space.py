@@ -105,6 +105,7 @@ class Space:
         self.waits = WaitRegistry()
         self.moves = 0
         self.observes = 0
+        self._counted: dict[int, _Counted] = {}
         self.journal: Journal | None = None
         if journal is not None:
             if journal.path.exists() and journal.path.stat().st_size:
@@ -177,7 +178,13 @@ class Space:
 
     def _attach(self, eid: int, element: Element) -> None:
         journal = self.journal
-        element.attach(self, None if journal is None else lambda *record: journal.write((eid, *record)), eid)
+        monitor = _Counted(self)
+        self._counted[eid] = monitor
+        element.attach(monitor, None if journal is None else lambda *record: journal.write((eid, *record)), eid)
+
+    def tally(self) -> dict[str, dict[str, int]]:
+        """Operations that changed each element, per task ("" for the application): who took what."""
+        return {str(eid): dict(monitor.counts) for eid, monitor in list(self._counted.items())}
 
     def _recover(self, path: Path) -> None:
         """Rebuild the elements from a journal left by an earlier server of this run."""
@@ -360,6 +367,33 @@ class Space:
         with self._lock:
             elements = list(self._elements.values())
         return any(element.has_ready_waiter() for element in elements)
+
+
+class _Counted:
+    """An element's monitor: the space's, plus a count of its changes per task.
+
+    ``changed`` runs under the element's lock, so the counts of one element are
+    never updated by two threads at once; the cost is one dictionary update per
+    operation.
+    """
+
+    __slots__ = ("counts", "space")
+
+    def __init__(self, space: Space) -> None:
+        self.space = space
+        self.counts: dict[str, int] = {}
+
+    def waiting(self, step: int) -> None:
+        self.space.waiting(step)
+
+    def waiting_for(self, step: int, waiter: Any, element: Element) -> None:
+        self.space.waiting_for(step, waiter, element)
+
+    def changed(self) -> None:
+        space = self.space
+        space._generation += 1
+        task = space._current_task() or ""
+        self.counts[task] = self.counts.get(task, 0) + 1
 
 
 def describe(space: Space) -> list[dict[str, Any]]:

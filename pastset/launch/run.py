@@ -56,6 +56,7 @@ from pastset.launch.hosts import assign_clients, read_hosts_file
 from pastset.launch.ssh import Connection, RemoteProcess, SshCommandProcess, connect, route_to, ssh_resolve
 from pastset.proc import LocalProcess, exit_status
 from pastset.psbin import closest_name, find_in_path
+from pastset.runs import save_record
 from pastset.settings import Settings, Wiring, batch_environment, this_host_names
 from pastset.transport import tls
 from pastset.transport.proxies import lookup, proxy
@@ -140,12 +141,13 @@ def place_clients(settings: Settings) -> tuple[str, list[str], list[str]]:
 class Run:
     """One run of an application with its server and clients."""
 
-    def __init__(self, settings: Settings, app: str, args: list[str]) -> None:
+    def __init__(self, settings: Settings, app: str | None, args: list[str]) -> None:
+        """A run of ``app`` with ``args``; ``app`` None: the calling program is the application (local())."""
         self.settings = settings
         self.run_id = new_run_id()
-        self.app_path = find_app(app, settings.psbin)
+        self.app_path = None if app is None else find_app(app, settings.psbin)
         psbin = settings.psbin
-        if str(self.app_path.parent) not in psbin:
+        if self.app_path is not None and str(self.app_path.parent) not in psbin:
             psbin = [*psbin, str(self.app_path.parent)]  # an app's companions sit next to it
         #: how this run's processes find each other; the secret is handed on by environment or SSH stdin only
         self.wiring = Wiring(run=self.run_id, secret=secrets.token_urlsafe(24), psbin=tuple(psbin))
@@ -164,6 +166,9 @@ class Run:
         self.server: Process | None = None
         self.clients: list[Process] = []
         self.app: subprocess.Popen | None = None
+        self._go: int | None = None  # write end of the prestarted app's go pipe
+        self._early: list[LocalProcess] = []  # local clients started before the server was up
+        self._told = False  # whether they were given its address
         self.scheduler: Any = None
         self._interrupts = 0
         #: set when the run was ended by pypsrun itself: the exit status to return instead of the app's
@@ -229,7 +234,9 @@ class Run:
     def _start(self, host: str, role: str, args: list[str], capture: bool = False) -> Process:
         if self.is_local(host):
             extra = ["--lifeline"] if role == "client" else []
-            return LocalProcess([*python_m(role), *args, *extra], self._env(), capture)
+            # Forked, not started afresh, while this process has no threads yet (see LocalProcess).
+            fork = threading.active_count() == 1 and sys.platform.startswith("linux")
+            return LocalProcess([*python_m(role), *args, *extra], self._env(), capture, fork=fork)
         command = remote_command(self.settings, role, *args)
         if self.custom_ssh:
             return SshCommandProcess(self.settings.PSSSH, host, command, self._remote_env())
@@ -266,20 +273,58 @@ class Run:
             ) from None
         self.scheduler = self._scheduler_proxy(uri)
         log.debug("run %s: server ready at %s", self.run_id, address)
+        for proc in self._early:
+            proc.send_line(address)
+        self._told = True
         return address
 
     def _scheduler_proxy(self, uri: Any) -> Any:
         return proxy(uri, self.wiring.secret)
+
+    def start(self) -> str:
+        """Start the server side and the clients; return the name server address once they are up.
+
+        Local clients start together with the server and get its address on
+        their lifeline once it listens, so their interpreter starts and imports
+        overlap the server's; remote ones start once it is up.
+        """
+        self.connect_hosts()
+        self.start_early_clients()
+        address = self.start_server()
+        self.start_clients()
+        return address
+
+    def start_early_clients(self) -> None:
+        """Start the local clients now; they wait for the server's address (see :meth:`start`)."""
+        if self.clients or self.launcher in ("srun", "pbsdsh"):
+            return
+        for number, host in enumerate(self.placement):
+            if self.is_local(host):
+                args = ["--run", self.run_id, "--number", str(number), "--ns-on-stdin"]
+                proc = self._start(host, "client", args)
+                assert isinstance(proc, LocalProcess)
+                self._early.append(proc)
+                self.clients.append(proc)
 
     def start_clients(self) -> None:
         """Start the clients on their hosts and wait for PSWAITPROCS of them to register."""
         log.info("clients on: %s", ", ".join(self.placement) or "(none)")
         if self.launcher in ("srun", "pbsdsh") and self.placement:
             self._start_batch_clients()
-        else:
+        elif not self._early:
             for number, host in enumerate(self.placement):
                 self.clients.append(self._start(host, "client", ["--run", self.run_id, "--number", str(number)]))
                 self.client_labels.append(f"client {number} on {host}")
+        else:
+            early = iter(self._early)
+            ordered: list[Process] = []
+            for number, host in enumerate(self.placement):
+                if self.is_local(host):
+                    ordered.append(next(early))
+                else:
+                    ordered.append(self._start(host, "client", ["--run", self.run_id, "--number", str(number)]))
+                self.client_labels.append(f"client {number} on {host}")
+            self.clients = ordered
         wanted = self.settings.PSWAITPROCS
         want = len(self.placement) if wanted is None else min(wanted, len(self.placement))
         if want <= 0:
@@ -360,8 +405,15 @@ class Run:
         While it runs, a stop from pypsmanage ends it (SIGTERM, then SIGKILL),
         and with PSPROGRESS a live line on a terminal's stderr shows progress.
         """
-        cmd = [sys.executable, str(self.app_path), *self.args]
-        self.app = subprocess.Popen(cmd, env=self._env())
+        if self.app is None:
+            self.prestart_app()
+        assert self.app is not None and self._go is not None
+        try:
+            os.write(self._go, f"{self.wiring.ns}\n".encode())
+        except OSError:  # it died while waiting: its status says how
+            pass
+        os.close(self._go)
+        self._go = None
         threading.Thread(target=self._watch_stop, args=(self.app,), daemon=True).start()
         watcher = threading.Thread(target=self._watch_health, args=(self.app,), daemon=True)
         watcher.start()
@@ -417,6 +469,26 @@ class Run:
         except subprocess.TimeoutExpired:
             app.kill()
 
+    def prestart_app(self) -> None:
+        """Start the application's interpreter now, to run its code when :meth:`run_app` says go.
+
+        Its start and its import of pastset overlap the server's and the
+        clients' (:mod:`pastset.commands.app`); the code runs only once the
+        clients are up, as when it was started after them.
+        """
+        if self.app_path is None or self.app is not None:
+            return
+        read, write = os.pipe()
+        cmd = [*python_m("app"), "--go", str(read), str(self.app_path), *self.args]
+        try:
+            self.app = subprocess.Popen(cmd, env=self._env(), pass_fds=(read,))
+        except BaseException:
+            os.close(write)
+            raise
+        finally:
+            os.close(read)
+        self._go = write
+
     def _watch_stop(self, app: subprocess.Popen) -> None:
         try:
             with self._scheduler_proxy(self.scheduler._pyroUri) as sched:
@@ -462,7 +534,7 @@ class Run:
         """SIGINT/SIGTERM: pass it on to the application, then insist."""
         self._interrupts += 1
         app = self.app
-        if app is None or app.poll() is not None:
+        if app is None or app.poll() is not None or self._go is not None:  # not started yet: stop starting
             raise KeyboardInterrupt
         if self._interrupts == 1:
             # From a terminal the app got the same Ctrl-C; from kill(1) it did not.
@@ -483,12 +555,35 @@ class Run:
             try:
                 with self._scheduler_proxy(self.scheduler._pyroUri) as sched:
                     sched.finish(quietly, None)
+                    self.keep_record(sched)
             except KeyboardInterrupt:
                 log.warning("interrupted while waiting for running tasks; stopping them")
                 self._end_now()
             except Pyro5.errors.CommunicationError as err:
                 log.warning("could not end the run through the server: %s", err)
         self.shutdown()
+
+    def keep_record(self, sched: Any) -> None:
+        """Keep the ended run's record (for pypsmanage report) and write PSREPORT if it is set."""
+        try:
+            record = sched.record()
+        except Pyro5.errors.CommunicationError as err:
+            log.warning("could not fetch the run's record for its report: %s", err)
+            return
+        record["app"] = "" if self.app_path is None else str(self.app_path)
+        record["args"] = self.args
+        try:
+            save_record(self.run_id, record)
+        except OSError as err:
+            log.warning("could not keep the run's record: %s", err)
+        if self.settings.PSREPORT:
+            from pastset.report import write_report  # plotting loads only when a report is asked for
+
+            try:
+                write_report(record, Path(self.settings.PSREPORT).expanduser())
+                log.info("run report written to %s", self.settings.PSREPORT)
+            except (OSError, PastSetError) as err:
+                log.warning("PSREPORT=%s: the report was not written: %s", self.settings.PSREPORT, err)
 
     def _end_now(self) -> None:
         try:
@@ -503,6 +598,18 @@ class Run:
         if self.scheduler is not None:
             self.scheduler._pyroRelease()
             self.scheduler = None
+        if self._go is not None:  # the run did not start: the waiting app ends at end of file
+            os.close(self._go)
+            self._go = None
+            if self.app is not None:
+                try:
+                    self.app.wait(10)
+                except subprocess.TimeoutExpired:
+                    self.app.kill()
+                    self.app.wait()
+        if not self._told:  # early clients still wait for an address that will not come
+            for proc in self._early:
+                proc.close_stdin()
         stoppers = [threading.Thread(target=_stop, args=(proc,)) for proc in self.clients]
         for thread in stoppers:
             thread.start()

@@ -177,7 +177,7 @@ class SpaceService:
     # ------------------------------------------------------ the channel's loop
     def start(self, caller: Caller, body: bytes, buffers: list[bytearray], hooks: Hooks) -> Outcome:
         """Start one request without waiting: a reply, a waiter queued on a plain element, or work for the pool."""
-        with self.calls:
+        with self.calls, calling(caller):  # named on the loop too: the run report counts who changed what
             try:
                 message = self._parse(body, buffers)
             except PastSetError as err:
@@ -485,6 +485,10 @@ class SchedulerService:
     def health(self, app_pid: int | None = None, grace: float = 2.0, failed: bool = False) -> dict[str, Any]:
         """What pypsrun watches while the app runs: ``stall`` (Scheduler.stall), and ``failed`` tasks if asked."""
         return {"stall": self.scheduler.stall(app_pid, grace), "failed": self.scheduler.failed() if failed else []}
+
+    def record(self) -> dict[str, Any]:
+        """What the run report needs: the snapshot plus the sampled counters (see Scheduler.record)."""
+        return self.scheduler.record()
 
     def snapshot(self) -> dict[str, Any]:
         """Clients, tasks, elements and blocked operations of the run."""

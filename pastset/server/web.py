@@ -46,8 +46,13 @@ HEADERS = {
     "X-Frame-Options": "DENY",
     "Referrer-Policy": "no-referrer",
 }
-ROUTES = {"/": ("GET", "HEAD"), "/index.html": ("GET", "HEAD"), "/api/status": ("GET", "HEAD")}
-POLICY = "default-src 'none'; connect-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'"
+ROUTES = {
+    "/": ("GET", "HEAD"),
+    "/index.html": ("GET", "HEAD"),
+    "/api/status": ("GET", "HEAD"),
+    "/timeline.svg": ("GET", "HEAD"),
+}
+POLICY = "default-src 'none'; connect-src 'self'; img-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'"
 
 
 def web_address(setting: str) -> tuple[str, int]:
@@ -76,6 +81,8 @@ class StatusPage:
         self.httpd = _HTTPServer(self, (host, port))
         self.port = int(self.httpd.server_address[1])
         self.link_file: Path | None = None
+        self._timeline: tuple[str, bytes] | None = None
+        self._timeline_lock = threading.Lock()
         #: Host headers accepted (None: any): bound to loopback, a DNS-rebinding page must not reach the run
         self.hosts = [f"{h}:{self.port}" for h in ("127.0.0.1", "localhost", "[::1]")] if host in LOOPBACK else None
         self._thread = threading.Thread(target=self.httpd.serve_forever, args=(0.5,), name="status-page", daemon=True)
@@ -133,6 +140,17 @@ class StatusPage:
             "status": status_of(snap),
         }
 
+    def timeline(self) -> bytes:
+        """The run report's task timeline (SVG), drawn again only when a task changed."""
+        snap = self.service.snapshot()
+        key = json.dumps([(t["id"], t["state"], t["client"]) for t in snap["tasks"]] + [len(snap["clients"])])
+        with self._timeline_lock:
+            if self._timeline is None or self._timeline[0] != key:
+                from pastset.report import timeline_svg  # plotting loads with the first timeline asked for
+
+                self._timeline = (key, timeline_svg(snap).encode())
+            return self._timeline[1]
+
     def control(self, action: str) -> dict[str, Any]:
         """Pause, resume or stop the run (the caller checked the token)."""
         if action == "stop":
@@ -179,6 +197,8 @@ class _Handler(BaseHTTPRequestHandler):
                 )
             if path == "/api/status":
                 return self._json(200, page.status())
+            if path == "/timeline.svg":
+                return self._send(200, "image/svg+xml", page.timeline(), {"Content-Security-Policy": POLICY})
             if method != "POST":
                 html = page.html(page.allowed(parse_qs(query).get("token", [""])[0]))
                 return self._send(200, "text/html; charset=utf-8", html, {"Content-Security-Policy": POLICY})
@@ -248,12 +268,14 @@ border-bottom:1px solid var(--line);text-align:left;white-space:nowrap}th{backgr
 text-transform:uppercase;color:var(--mute)}td.number{text-align:right;font-variant-numeric:tabular-nums}
 tr.failed td{background:#fdecea}tr.dead td{color:var(--mute)}summary{cursor:pointer;color:var(--bad)}
 pre{margin:4px 0;white-space:pre-wrap;max-width:70em;font-size:12px}.note{color:var(--mute);font-size:12px}
+#timeline{display:block;max-width:100%}
 </style></head><body>
 <header><h1>PastSet run <span id="run"></span></h1><span id="state">loading</span><span id="error"></span>
 <div id="controls" hidden><button id="pause">Pause</button><button id="resume">Resume</button>
 <button id="stop">Stop</button></div></header>
 <main><h2>Progress</h2><div class="bar"><div id="bar-done"></div><div id="bar-failed"></div></div><div id="stats"></div>
-<h2>Nodes</h2><table id="nodes"></table><h2>Tasks</h2><table id="tasks"></table><p class="note" id="tasks-note"></p>
+<h2>Nodes</h2><table id="nodes"></table><h2>Tasks</h2><img id="timeline" alt="timeline of the tasks per client">
+<table id="tasks"></table><p class="note" id="tasks-note"></p>
 <h2>Elements</h2><table id="elements"></table>
 <h2>Waiting</h2><table id="waiting"></table><p class="note" id="waiting-note"></p></main>
 <script>
@@ -311,6 +333,11 @@ function render(d) {
   const shown = d.tasks.filter((t, i) => t.state === "failed" || t.state === "running" || i >= total - 100);
   table("tasks", ["id", "app", "args", "host", "state", "status", "stderr", "waiting"], shown, task);
   $("tasks-note").textContent = shown.length < total ? "showing " + shown.length + " of " + total + " tasks" : "";
+  const when = JSON.stringify(d.tasks.map(t => [t.id, t.state, t.client]).concat([d.clients.length]));
+  if (total && last.timeline !== when) {  // redrawn by the server only when a task changed
+    last.timeline = when;
+    $("timeline").src = "timeline.svg?v=" + encodeURIComponent(String(d.tasks.length) + when.length + Date.now());
+  }
   table("elements", ["id", "template", "first", "last", "delta", "stored", "waiting"], d.elements,
         (tr, e) => { tr.dataset.template = e.template; tr.cells[1].className = "mono"; });
   table("waiting", ["who", "op", "template", "element", "waited_s", "timeout"], d.waiting,
