@@ -23,6 +23,7 @@ from pastset.core.naming import FACTORY, space_name
 from pastset.core.waits import show_template
 from pastset.errors import (
     BY_NAME,
+    ConfigurationError,
     Interrupted,
     PastSetConnectionError,
     PastSetTypeError,
@@ -78,9 +79,13 @@ class PastSet:
         self._uri = self._resolve(host, port)
         self._spec = LinkSpec(self._uri, self._run, self._secret, self._task, self._deadtime, self._where)
         port_ = self._call("channel")
+        store = self._call("store")
         if isinstance(port_, int):
             self.close()  # the Pyro5 connection that asked; from now on calls take the channel
             self._spec.channel = (Pyro5.core.URI(self._uri).host, port_)
+        if store is not None:  # elements live in Redis: open_link sends element operations there
+            self.close()
+            self._spec.store = _open_store(store, settings.PSSTORE, self._run, self._task)
 
     @property
     def _channel(self) -> tuple[str, int] | None:
@@ -307,6 +312,24 @@ def _suggest(template: tuple, data: Any) -> str | None:
         fixed[i] = value
     text = ", ".join(f"{v!r:.30}" for v in fixed)
     return f"({text},)" if len(fixed) == 1 else f"({text})"
+
+
+def _open_store(announced: str, own: str, run: str, task: str) -> Any:
+    """The Redis store the server announced, with this process's own PSSTORE credentials if it has them."""
+    from pastset.transport.redis_store import RedisStore, parse_store
+
+    try:
+        theirs = parse_store(announced)
+        mine = parse_store(own) if own else None
+    except ValueError as err:
+        raise ConfigurationError(f"PSSTORE is invalid: {err}") from None
+    assert theirs is not None
+    if mine is not None and not mine.same_place(theirs):
+        raise ConfigurationError(
+            f"this process's PSSTORE ({mine.redacted()}) is not the store of run {run!r} ({theirs.redacted()}); "
+            "unset PSSTORE here, or set it to the run's store"
+        )
+    return RedisStore(mine or theirs, run, task)
 
 
 def _timeout(timeout: float | None) -> float | None:

@@ -127,6 +127,18 @@ def _launch(text: str) -> str:
     return value
 
 
+def _store(text: str) -> str:
+    text = text.strip()
+    if text:
+        scheme, sep, _ = text.partition("://")
+        if not sep or scheme.lower() not in ("redis", "rediss", "redis+cluster", "rediss+cluster"):
+            raise ValueError(
+                "must be empty (the built-in server), redis://HOST:PORT[/DB], rediss://HOST:PORT, "
+                "or redis+cluster://HOST:PORT[,HOST:PORT...]"
+            )
+    return text
+
+
 def _ns(text: str) -> str:
     if text:
         host, _, port = text.rpartition(":")
@@ -184,6 +196,13 @@ SPEC: dict[str, tuple[Callable[[str], Any], str, str]] = {
     "PSJOURNAL": (_text, "", "directory where the server journals every change, to recover after a crash"),
     "PSJOURNALSYNC": (_yes_no, "no", "fsync each journal record (survives power loss; much slower)"),
     "PSREPORT": (_text, "", "write an HTML report of the run (timeline, load balance) to this file when it ends"),
+    "PSSTORE": (
+        _store,
+        "",
+        "where elements live: empty (the built-in server), redis://HOST:PORT[/DB], rediss://..., "
+        "or redis+cluster://HOST:PORT[,HOST:PORT...] (user and password in the URL; keep it off command lines)",
+    ),
+    "PSSTOREKEEP": (_yes_no, "no", "keep a run's keys in the Redis store when the run ends"),
     "PSSECRET": (_text, "", "the run's secret (made by pypsrun, handed on privately; never shown)"),
     "PSNS": (_ns, "", "name server of the current run as HOST:PORT (set by pypsrun)"),
     "PSRUN": (_text, "", "name of the current run (set by pypsrun)"),
@@ -232,6 +251,8 @@ class Settings:
     PSJOURNAL: str = _default("PSJOURNAL")
     PSJOURNALSYNC: bool = _default("PSJOURNALSYNC")
     PSREPORT: str = _default("PSREPORT")
+    PSSTORE: str = _default("PSSTORE")
+    PSSTOREKEEP: bool = _default("PSSTOREKEEP")
     PSSECRET: str = _default("PSSECRET")
     PSNS: str = _default("PSNS")
     PSRUN: str = _default("PSRUN")
@@ -280,7 +301,8 @@ class Settings:
             try:
                 value = parse(text)
             except ValueError as err:
-                self._problem(f"{key}={text!r} from {source} is invalid ({err}); using the default {default!r}")
+                shown = "(the value, not shown: it may hold a password)" if key == "PSSTORE" else repr(text)
+                self._problem(f"{key}={shown} from {source} is invalid ({err}); using the default {default!r}")
                 continue
             assign(self, key, value)
             self.sources[key] = source
@@ -359,6 +381,9 @@ class Settings:
             shown = "" if value is None else str(value)
             if key == "PSSECRET" and shown:
                 shown = "(set)"
+            if key == "PSSTORE" and "@" in shown:
+                scheme, _, rest = shown.partition("://")
+                shown = f"{scheme}://(credentials)@{rest.rpartition('@')[2]}"
             lines.append(f"  {key:<12} = {shown!r:<24} [{self.sources.get(key, 'default')}] {meaning}")
         lines.append("configuration files searched (lowest priority first):")
         for path, read in self.searched or [(p, p.is_file()) for p in config_paths()]:

@@ -10,10 +10,12 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+sys.path.insert(0, str(Path(__file__).resolve().parent / "infra"))
 
 
 @dataclass
@@ -24,6 +26,7 @@ class RunningServer:
     address: str
     run: str
     psbin: Path
+    store: str = ""
 
     def env(self, **extra: str) -> dict[str, str]:
         """Environment for a program that should join this server's run."""
@@ -32,7 +35,7 @@ class RunningServer:
         return env
 
 
-def start_server(psbin: Path, *args: str, run: str | None = None, secret: str = "") -> RunningServer:
+def start_server(psbin: Path, *args: str, run: str | None = None, secret: str = "", store: str = "") -> RunningServer:
     """Start ``pypsscheduler --ready`` and wait for its READY line (no sleeps)."""
     run = run or f"test-{uuid.uuid4().hex[:8]}"
     cmd = [
@@ -49,7 +52,7 @@ def start_server(psbin: Path, *args: str, run: str | None = None, secret: str = 
         "--ready",
         *args,
     ]
-    env = dict(os.environ, PSBIN=str(psbin), PSSECRET=secret)
+    env = dict(os.environ, PSBIN=str(psbin), PSSECRET=secret, PSSTORE=store)
     proc = subprocess.Popen(cmd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True)
     assert proc.stdout is not None
     ready, _, _ = select.select([proc.stdout], [], [], 30)
@@ -100,20 +103,75 @@ def no_leaked_settings() -> Iterator[None]:
     os.environ.update(saved)
 
 
-@pytest.fixture
-def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[RunningServer]:
-    """A real server process; this test process is pointed at its run."""
+def _serve(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, store: str = "") -> Iterator[RunningServer]:
     psbin = tmp_path / "psbin"
     psbin.mkdir()
-    srv = start_server(psbin)
+    srv = start_server(psbin, store=store)
+    srv.store = store
     monkeypatch.setenv("PSNS", srv.address)
     monkeypatch.setenv("PSRUN", srv.run)
     monkeypatch.setenv("PSBIN", str(psbin))
     monkeypatch.delenv("PSTASK", raising=False)
+    monkeypatch.delenv("PSSTORE", raising=False)
     try:
         yield srv
     finally:
         stop_server(srv)
+
+
+@pytest.fixture
+def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[RunningServer]:
+    """A real server process; this test process is pointed at its run."""
+    yield from _serve(tmp_path, monkeypatch)
+
+
+@pytest.fixture
+def builtin_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[RunningServer]:
+    """The built-in server only, in a module whose ``server`` is parametrised over the stores."""
+    yield from _serve(tmp_path, monkeypatch)
+
+
+@pytest.fixture(scope="session")
+def redis_single(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One real redis-server for the session (runs are isolated by key prefix)."""
+    from redis_servers import start_redis
+
+    srv = start_redis(tmp_path_factory.mktemp("redis"))
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A real 3-master Redis Cluster for the session."""
+    from redis_servers import start_cluster
+
+    cluster = start_cluster(tmp_path_factory.mktemp("redis-cluster"), masters=3)
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+#: The element stores every contract test runs on.
+STORES = ["builtin", "redis", "cluster"]
+
+
+def store_url(request: pytest.FixtureRequest, kind: str) -> str:
+    """PSSTORE for a store kind: empty, the session's Redis, or its Redis Cluster."""
+    if kind == "builtin":
+        return ""
+    return request.getfixturevalue("redis_single" if kind == "redis" else "redis_cluster").url
+
+
+@pytest.fixture(params=STORES)
+def store_server(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[RunningServer]:
+    """A real server process whose elements live in each store in turn (built-in, Redis, Redis Cluster)."""
+    yield from _serve(tmp_path, monkeypatch, store_url(request, request.param))
 
 
 def processes_mentioning(text: str) -> list[tuple[int, str]]:

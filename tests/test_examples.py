@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import STORES, store_url
 
 import pastset
 
@@ -44,10 +45,11 @@ COMPANIONS = {
 ASCTIME = re.compile(r"^[A-Z][a-z]{2} [A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d \d{4}$")
 
 
-def pypsrun(tmp_path: Path, app: str, *args: object, procs: int = 1) -> list[str]:
-    """Run ``pypsrun examples/APP ARGS`` with PSPROCS=procs; return its stdout lines."""
+def pypsrun(tmp_path: Path, app: str, *args: object, procs: int = 1, store: str = "") -> list[str]:
+    """Run ``pypsrun examples/APP ARGS`` with PSPROCS=procs (and PSSTORE=store); return its stdout lines."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PS")}  # no settings of another run
     env["PSPROCS"] = str(procs)
+    env["PSSTORE"] = store
     cmd = [sys.executable, "-m", "pastset.commands.run", str(EXAMPLES / app), *map(str, args)]
     start = time.monotonic()
     done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
@@ -57,6 +59,12 @@ def pypsrun(tmp_path: Path, app: str, *args: object, procs: int = 1) -> list[str
     assert done.returncode == 0, report
     assert "Traceback" not in done.stderr, report
     return done.stdout.splitlines()
+
+
+@pytest.fixture(params=STORES)
+def store(request: pytest.FixtureRequest) -> str:
+    """The examples that need no X-function run on every store: the built-in server, Redis, a Redis Cluster."""
+    return store_url(request, request.param)
 
 
 def test_the_basic_examples_are_there_and_each_companion_has_its_app() -> None:
@@ -77,12 +85,12 @@ def test_example_says_what_it_teaches_and_how_to_run_it(name: str) -> None:
         assert COMPANIONS[name] in doc, f"{name} should name the application that uses it"
 
 
-def test_simple(tmp_path: Path) -> None:
-    assert pypsrun(tmp_path, "simple.py") == ["0 1", "(42, 3.14)", "1 1"]
+def test_simple(tmp_path: Path, store: str) -> None:
+    assert pypsrun(tmp_path, "simple.py", store=store) == ["0 1", "(42, 3.14)", "1 1"]
 
 
-def test_mcpi_bag_of_tasks(tmp_path: Path) -> None:
-    lines = pypsrun(tmp_path, "mcpiserver.py", 2, 20, 20000, procs=2)
+def test_mcpi_bag_of_tasks(tmp_path: Path, store: str) -> None:
+    lines = pypsrun(tmp_path, "mcpiserver.py", 2, 20, 20000, procs=2, store=store)
     assert len(lines) == 1, lines
     found = re.fullmatch(r"Pi is found as (\d+\.\d+) with 2 worker\(s\), 20 bag\(s\) and bagsize of 20000", lines[0])
     assert found, lines
@@ -90,16 +98,16 @@ def test_mcpi_bag_of_tasks(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("rounds", [None, 3])
-def test_ping_pong(tmp_path: Path, rounds: int | None) -> None:
-    lines = pypsrun(tmp_path, "ping.py", *([] if rounds is None else [rounds]))
+def test_ping_pong(tmp_path: Path, rounds: int | None, store: str) -> None:
+    lines = pypsrun(tmp_path, "ping.py", *([] if rounds is None else [rounds]), store=store)
     rounds = rounds or 10
     assert lines[:-1] == [f"ping: round trip {n}: sent {n - 1}, got {n}" for n in range(1, rounds + 1)]
     assert re.fullmatch(rf"ping: {rounds} round trips, counter is {rounds} \(\d+\.\d+ s, .*\)", lines[-1])
 
 
 @pytest.mark.parametrize("n", [10, 5])
-def test_tracer_replays_history_then_axe_expires_it(tmp_path: Path, n: int) -> None:
-    lines = pypsrun(tmp_path, "tracer.py", *([] if n == 10 else [n]))
+def test_tracer_replays_history_then_axe_expires_it(tmp_path: Path, n: int, store: str) -> None:
+    lines = pypsrun(tmp_path, "tracer.py", *([] if n == 10 else [n]), store=store)
     taken = n - 2  # the tracer leaves two tuples unobserved
     share = taken // 2
 
@@ -123,8 +131,8 @@ def test_tracer_replays_history_then_axe_expires_it(tmp_path: Path, n: int) -> N
     assert rest[1] == f"observe({taken}) after axe: ('trace', {taken}, 'job-{taken}')"  # not yet observed: kept
 
 
-def test_spawn_with_arguments(tmp_path: Path) -> None:
-    assert pypsrun(tmp_path, "spawntest.py", procs=2) == [
+def test_spawn_with_arguments(tmp_path: Path, store: str) -> None:
+    assert pypsrun(tmp_path, "spawntest.py", procs=2, store=store) == [
         "spawnclient got []",
         "spawnclient got ['0']",
         "spawnclient got ['0', '1']",

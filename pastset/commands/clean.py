@@ -2,7 +2,8 @@
 
 Processes are chosen by their run's identity (``--run RUN`` on a server or client
 command line, ``PSRUN=RUN`` in an app's or task's environment), never by program
-name, so other users' and other runs' processes are never touched.
+name, so other users' and other runs' processes are never touched.  With
+``PSSTORE`` naming a Redis store, the run's keys there are removed as well.
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             ended = end_pids(pids)
             print(f"{run_id}: ended {len(ended)} process(es){where} {' '.join(map(str, ended))}".rstrip())
+        status |= _clean_store(run_id, options.dry_run, settings)
         if options.here:
             continue
         info = known.get(run_id, {})
@@ -68,6 +70,30 @@ def main(argv: list[str] | None = None) -> int:
         if not options.dry_run:
             forget_run(run_id)
     return status
+
+
+def _clean_store(run_id: str, dry_run: bool, settings: Settings) -> int:
+    """Remove the run's keys from the Redis store named by PSSTORE (if any)."""
+    if not settings.PSSTORE:
+        return 0
+    from pastset.transport.redis_store import Keys, connect, count_keys, parse_store, purge
+
+    try:
+        address = parse_store(settings.PSSTORE)
+        assert address is not None
+        client = connect(address)
+        keys = Keys(run_id)
+        if dry_run:
+            print(
+                f"{run_id}: would remove {count_keys(client, keys, address.cluster)} key(s) from {address.redacted()}"
+            )
+        else:
+            print(f"{run_id}: removed {purge(client, keys, address.cluster)} key(s) from {address.redacted()}")
+        client.close()
+    except Exception as err:
+        print(f"{run_id}: cannot clean the Redis store (PSSTORE): {err}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _is_pypsrun(pid: int) -> bool:

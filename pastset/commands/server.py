@@ -73,6 +73,9 @@ def main(argv: list[str] | None = None, prog: str = "pypsserver", scheduler: boo
         return 1
     try:
         server = Server(settings, options.host, port, on_demand=not options.run)
+    except ConfigurationError as err:
+        sys.stderr.write(f"{prog}: {err}\n")
+        return 1
     except OSError as err:
         fixed = f" or on channel port {settings.PSCHANNEL}" if settings.PSCHANNEL.isdigit() else ""
         sys.stderr.write(
@@ -80,8 +83,12 @@ def main(argv: list[str] | None = None, prog: str = "pypsserver", scheduler: boo
             "choose another --port (or PYRO_NS_PORT)" + (" or PSCHANNEL" if fixed else "") + "\n"
         )
         return 1
-    for run in options.run:
-        server.open(run, scheduler=options.scheduler)
+    try:
+        for run in options.run:
+            server.open(run, scheduler=options.scheduler)
+    except ConfigurationError as err:
+        sys.stderr.write(f"{prog}: {err}\n")
+        return 1
     web = start_web(server, settings.PSWEB, settings.PSSECRET) if settings.PSWEB else None
 
     def stop(signum: int, frame: object) -> None:

@@ -86,6 +86,10 @@ class Space:
         self.name = name
         self.psbin = list(psbin or ["."])
         self._current_task = current_task
+        #: With elements held elsewhere (a Redis store): whether the running tasks are all stuck there,
+        #: and what ends the elements there at the end of the run.  None: the elements are here.
+        self.store_quiet: Callable[[set[str]], bool] | None = None
+        self.store_end: Callable[[str], None] | None = None
         self._lock = threading.Lock()
         self._by_key: dict[tuple, int] = {}
         self._elements: dict[int, Element] = {}
@@ -284,6 +288,8 @@ class Space:
             elements = list(self._elements.values())
         for element in elements:
             element.end(RunEndedError(reason))
+        if self.store_end is not None:
+            self.store_end(reason)
 
     @property
     def generation(self) -> int:
@@ -353,6 +359,8 @@ class Space:
         The generation counter guards the scan: any change while we look means
         the answer may be stale, so we say "not quiet" and are asked again.
         """
+        if self.store_quiet is not None:
+            return self.store_quiet(running)
         with self.activity:
             if any(self._blocked.get(task, 0) <= 0 for task in running):
                 return False

@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from functools import partial
 from typing import Any
 
 import Pyro5.api
@@ -35,13 +36,14 @@ from pastset.core.naming import FACTORY, scheduler_name, space_name
 from pastset.core.scheduler import Scheduler
 from pastset.core.space import Space
 from pastset.core.waits import Caller
-from pastset.errors import PastSetError, PastSetValueError
+from pastset.errors import ConfigurationError, PastSetError, PastSetValueError
 from pastset.server.service import SchedulerService, SpaceService
 from pastset.settings import Settings
 from pastset.transport import tls
 from pastset.transport.channel import secret_matches
 from pastset.transport.channel_server import ChannelServer
 from pastset.transport.pyro_guard import GuardedDaemon
+from pastset.transport.redis_store import StoreAdmin, parse_store
 
 __all__ = ["SchedulerService", "Server", "SpaceService", "scheduler_name", "space_name"]
 
@@ -98,6 +100,14 @@ class _Daemon(GuardedDaemon, Pyro5.nameserver.NameServerDaemon):
         self._server.connection_closed(conn)
 
 
+def _end_store(admin: StoreAdmin, run: str, keep: bool, reason: str) -> None:
+    """End a run's elements in its Redis store (blocked callers get RunEndedError); remove its keys unless ``keep``."""
+    try:
+        admin.end(reason, keep=keep)
+    except Exception as err:
+        log.warning("could not end run %s in the Redis store: %s; pypsclean removes its keys", run, err)
+
+
 class Server:
     """A PastSet server process: name server plus spaces (and schedulers).
 
@@ -122,6 +132,12 @@ class Server:
         self.deadtime = settings.PSDEADTIME
         self.journal_dir = settings.PSJOURNAL
         self.journal_sync = settings.PSJOURNALSYNC
+        try:
+            self.store = parse_store(settings.PSSTORE)
+        except ValueError as err:
+            raise ConfigurationError(f"PSSTORE is invalid: {err}") from None
+        self.store_keep = settings.PSSTOREKEEP
+        self.admins: dict[str, StoreAdmin] = {}
         self.spaces: dict[str, Space] = {}
         self.schedulers: dict[str, Scheduler] = {}
         self.by_run: dict[str, SpaceService] = {}
@@ -187,11 +203,17 @@ class Server:
             sched = Scheduler(space, deadtime=self.deadtime) if scheduler else None
             service = SpaceService(space, sched)
             service.channel_port = self.channel.port if self.channel is not None else None
+            admin = None
+            if self.store is not None:
+                admin = self.admins[run] = StoreAdmin(self.store, run)
+                service.store, service.admin = self.store.redacted(), admin
+                space.store_quiet = admin.quiet
+                space.store_end = partial(_end_store, admin, run, self.store_keep)
             self.by_run[run] = service
             uri = self.daemon.register(service, space_name(run))
             self.daemon.nameserver.register(space_name(run), uri)
             if sched is not None:
-                suri = self.daemon.register(SchedulerService(sched), scheduler_name(run))
+                suri = self.daemon.register(SchedulerService(sched, admin), scheduler_name(run))
                 self.daemon.nameserver.register(scheduler_name(run), suri)
                 self.schedulers[run] = sched
             self.spaces[run] = space
@@ -219,6 +241,11 @@ class Server:
         while not self._stop.wait(tick):
             for scheduler in list(self.schedulers.values()):
                 scheduler.check_clients()
+            for run, admin in list(self.admins.items()):
+                try:  # a leased tuple whose observer's connection is gone goes to the next observer
+                    admin.hand_back()
+                except Exception as err:  # Redis unreachable for a moment (a failover): try again next tick
+                    log.warning("cannot check the leases of run %s in the Redis store: %s", run, err)
 
     def stop(self) -> None:
         """Stop serving: end every run so blocked callers are told, then leave the loop."""

@@ -139,6 +139,10 @@ class SpaceService:
         self.calls = _Gauge()
         #: Port of the server's direct channel (pastset.transport.channel), None when it is off.
         self.channel_port: int | None = None
+        #: The Redis store's address without credentials (PSSTORE), None when elements live here.
+        self.store: str | None = None
+        #: The server's view of the elements in that store.
+        self.admin: Any = None
         self._ops: dict[str, Callable[..., Any]] = {
             "enter": self._enter,
             "move": self._move,
@@ -156,6 +160,7 @@ class SpaceService:
             "halt": lambda caller: self._need_scheduler().halt(),
             "ping": lambda caller: self.space.name,
             "channel": lambda caller: self.channel_port,
+            "store": lambda caller: self.store,
         }
         assert set(self._ops) == set(OPERATIONS), "the service serves exactly the operations of transport.ops"
 
@@ -427,8 +432,10 @@ class SpaceService:
 class SchedulerService:
     """The Pyro5 face of a :class:`~pastset.core.scheduler.Scheduler` (plain msgpack data)."""
 
-    def __init__(self, scheduler: Scheduler) -> None:
+    def __init__(self, scheduler: Scheduler, admin: Any = None) -> None:
         self.scheduler = scheduler
+        #: With a Redis store: its StoreAdmin, which reads the element statistics from Redis.
+        self.admin = admin
 
     def register(self, specs: dict[str, Any]) -> str:
         """Register a client; the connection is remembered so a lost client is noticed."""
@@ -493,7 +500,7 @@ class SchedulerService:
     def snapshot(self) -> dict[str, Any]:
         """Clients, tasks, elements and blocked operations of the run."""
         data = self.scheduler.snapshot()
-        data["elements"] = describe(self.scheduler.space)
+        data["elements"] = self.admin.describe() if self.admin is not None else describe(self.scheduler.space)
         data["waiting"] = [w.describe() for w in self.scheduler.space.waits.snapshot()]
         data["run"] = self.scheduler.space.name
         return data

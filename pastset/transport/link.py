@@ -11,7 +11,7 @@ when the connection breaks.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import Pyro5.api
 import Pyro5.errors
@@ -45,6 +45,8 @@ class LinkSpec:
     where: str
     #: the direct channel's (host, port), None to go through Pyro5
     channel: tuple[str, int] | None = None
+    #: the run's Redis store (pastset.transport.redis_store.RedisStore), None when elements live in the server
+    store: Any = None
 
 
 class ChannelLink:
@@ -85,8 +87,38 @@ class PyroLink:
         self._proxy._pyroRelease()
 
 
+class StoreLink:
+    """Element operations straight to the run's Redis store; the others (spawn, halt, ...) to the server."""
+
+    def __init__(self, spec: LinkSpec) -> None:
+        from pastset.transport.redis_store import OPS, RedisLink
+
+        self._ops = OPS
+        self._spec = spec
+        self._store = RedisLink(spec.store)
+        self._server: Link | None = None
+
+    def call(self, message: tuple) -> tuple:
+        if message[0] in self._ops:
+            return self._store.call(message)
+        if self._server is None:
+            self._server = _server_link(self._spec)
+        return self._server.call(message)
+
+    def close(self) -> None:
+        self._store.close()
+        if self._server is not None:
+            self._server.close()
+
+
 def open_link(spec: LinkSpec) -> Link:
-    """This thread's new connection to the space: the channel if the server offers one, else Pyro5."""
+    """This thread's new connection to the space: the Redis store, the channel if the server offers one, else Pyro5."""
+    if spec.store is not None:
+        return StoreLink(spec)
+    return _server_link(spec)
+
+
+def _server_link(spec: LinkSpec) -> Link:
     if spec.channel is not None:
         return ChannelLink(spec)
     return PyroLink(spec)

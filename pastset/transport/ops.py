@@ -27,6 +27,7 @@ OPERATIONS: dict[str, tuple[str, ...]] = {
     "halt": (),
     "ping": (),
     "channel": (),
+    "store": (),
 }
 
 #: Operations that may wait until another caller acts.

@@ -14,6 +14,13 @@ import pastset
 
 pytestmark = pytest.mark.timeout(120)
 
+
+@pytest.fixture
+def server(store_server):
+    """Every contract test here runs on each store: the built-in server, one Redis, a Redis Cluster."""
+    return store_server
+
+
 WORKER = """
 import os, sys, time, pastset
 p = pastset.PastSet()

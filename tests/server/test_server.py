@@ -27,6 +27,12 @@ from pastset.errors import (
 pytestmark = pytest.mark.timeout(120)
 
 
+@pytest.fixture
+def server(store_server):
+    """Every contract test here runs on each store: the built-in server, one Redis, a Redis Cluster."""
+    return store_server
+
+
 def test_simple_numbering_and_tuple_types_survive(server):
     pset = pastset.PastSet()
     e = pset.enter(("Test", int, float))
@@ -223,7 +229,8 @@ class Opaque:
     pass
 
 
-def test_xfunction_errors_name_the_module_and_the_fix(server):
+def test_xfunction_errors_name_the_module_and_the_fix(builtin_server):
+    server = builtin_server
     pset = pastset.PastSet()
     with pytest.raises(AppNotFoundError, match="'nosuchx' not found.*PSBIN"):
         pset.enter(("x1", int), xfunction="nosuchx")
@@ -248,7 +255,8 @@ def test_xfunction_errors_name_the_module_and_the_fix(server):
     assert e.last() == 1  # the refused move stored nothing, the element still works
 
 
-def test_old_style_xfunction_module_from_psbin(server):
+def test_old_style_xfunction_module_from_psbin(builtin_server):
+    server = builtin_server
     (server.psbin / "xcast.py").write_text(
         "import pastset.element\n"
         "class Element(pastset.element.Element):\n"
@@ -329,8 +337,9 @@ def test_dead_server_reported_to_blocked_caller(tmp_path):
     assert len(errors) == 1 and "lost the connection" in str(errors[0])
 
 
-def test_thousand_clients_blocked_at_once_and_one_more_is_served(server):
+def test_thousand_clients_blocked_at_once_and_one_more_is_served(builtin_server):
     """At least 1000 connections, each blocked in observe; the server serves the 1001st."""
+    server = builtin_server
     count = 1000
     pset = pastset.PastSet()
     gate = pset.enter(("gate", int))
