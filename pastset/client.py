@@ -31,6 +31,7 @@ from pastset.errors import (
     RemoteError,
     SerialisationError,
 )
+from pastset.psbin import check_spawn_target
 from pastset.settings import Settings, Wiring
 from pastset.tracebacks import install_interrupt_hook
 from pastset.transport import tls
@@ -187,6 +188,7 @@ class PastSet:
         """Start ``app`` (a Python file in PSBIN) on some idle client; returns the task id."""
         if not isinstance(app, str):
             raise PastSetTypeError(f"spawn needs the application's file name (str), got {type(app).__name__}")
+        check_spawn_target(app)  # refused here, before anything is sent; the server checks PSBIN itself
         if not isinstance(args, (str, list, tuple)):
             raise PastSetTypeError(f"spawn arguments must be a string or a list/tuple, got {type(args).__name__}")
         if not isinstance(args, str):

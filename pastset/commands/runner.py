@@ -14,9 +14,9 @@ import signal
 import sys
 from collections.abc import Callable
 
-from pastset.errors import PastSetConnectionError, RunEndedError
+from pastset.errors import AppNotFoundError, PastSetConnectionError, RunEndedError
 from pastset.proc import die_with_parent
-from pastset.psbin import find_in_path
+from pastset.psbin import find_spawnable
 from pastset.settings import Settings
 from pastset.tracebacks import format_user_exception
 
@@ -37,18 +37,17 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _terminate)
     settings = Settings.load(run_helper=False)
     app, args = argv[0], argv[1:]
-    if app.startswith("module:"):  # a task that ships with pastset itself
+    try:  # the same confinement as at spawn time, checked again where the code runs
+        target = find_spawnable(app, settings.psbin)
+    except AppNotFoundError as err:
+        sys.stderr.write(f"pastset task {settings.PSTASK} on {os.uname().nodename}: {err}\n")
+        return 127
+    if isinstance(target, str):  # an allow-listed module: a task that ships with pastset itself
         sys.argv = [app, *args]
         return _run(
             lambda: runpy.run_module(app.removeprefix("module:"), run_name="__main__", alter_sys=True), settings, app
         )
-    path = find_in_path(app, settings.psbin)
-    if path is None:
-        sys.stderr.write(
-            f"pastset task {settings.PSTASK}: {app!r} not found in PSBIN ({settings.PSBIN}) on "
-            f"{os.uname().nodename}; put it there or set PSBIN\n"
-        )
-        return 127
+    path = target
     sys.argv = [str(path), *args]
     sys.path.insert(0, str(path.parent))
     return _run(lambda: runpy.run_path(str(path), run_name="__main__"), settings, app)

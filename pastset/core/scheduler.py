@@ -23,9 +23,8 @@ from typing import Any
 
 from pastset.core.space import Space, describe
 from pastset.core.stall import decide
-from pastset.entrypoints import SPAWNABLE
-from pastset.errors import AppNotFoundError, PastSetTimeoutError, PastSetTypeError, RunEndedError
-from pastset.psbin import closest_name, find_in_path
+from pastset.errors import PastSetTimeoutError, PastSetTypeError, RunEndedError
+from pastset.psbin import check_spawn_target, find_spawnable
 
 __all__ = ["ClientInfo", "Scheduler", "Task"]
 
@@ -176,12 +175,10 @@ class Scheduler:
         if not isinstance(app, str) or not app:
             raise PastSetTypeError(f"spawn needs the application's file name, got {app!r}")
         arglist = normalise_args(args)
-        if self.check_apps and app not in SPAWNABLE and find_in_path(app, self.space.psbin) is None:
-            close = closest_name(app, self.space.psbin)
-            raise AppNotFoundError(
-                f"cannot spawn {app!r}: it is not in PSBIN ({':'.join(self.space.psbin)}); "
-                + (f"did you mean {close}?" if close else "put it there or set PSBIN to its directory")
-            )
+        if self.check_apps:
+            find_spawnable(app, self.space.psbin)  # raises, naming PSBIN
+        else:
+            check_spawn_target(app)  # module targets and '..' are refused whatever the file system holds
         with self._cond:
             if self._ended:
                 raise RunEndedError("the run has ended; no more tasks can be spawned")

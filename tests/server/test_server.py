@@ -284,7 +284,7 @@ def test_old_style_xfunction_module_from_psbin(builtin_server):
 
 
 def test_spawn_of_missing_app_is_refused(server):
-    with pytest.raises(AppNotFoundError, match="not in PSBIN"):
+    with pytest.raises(AppNotFoundError, match="not a file inside PSBIN"):
         pastset.PastSet().spawn("nosuchapp.py", [1, 2])
     with pytest.raises(PastSetTypeError):
         pastset.PastSet().spawn("x.py", 5)
