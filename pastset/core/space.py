@@ -94,6 +94,10 @@ class Space:
         self._by_key: dict[tuple, int] = {}
         self._elements: dict[int, Element] = {}
         self._xnames: dict[int, str] = {}
+        #: the template each element was entered with, as the space stored it: an
+        #: X-function may shadow ``template`` (pyPastSet's xtest.py sets
+        #: ``self.template = tuple(...)``), so bookkeeping never asks the element
+        self._templates: dict[int, tuple] = {}
         #: elements whose unindexed observes are leases that must be acknowledged
         self.leased: set[int] = set()
         self._ids = itertools.count(1)
@@ -172,6 +176,7 @@ class Space:
         self._attach(eid, element)
         if self._paused:
             element.pause(True)
+        self._templates[eid] = template
         self._by_key[template_key(template)] = eid
         self._elements[eid] = element
         if xfunction:
@@ -204,8 +209,9 @@ class Space:
             elif record[0] == "del":
                 element = self._elements.get(record[1])
                 if element is not None:
-                    self._by_key.pop(template_key(element.template()), None)
-                    element.end(deleted_error(element.template()))
+                    template = self._templates[record[1]]
+                    self._by_key.pop(template_key(template), None)
+                    element.end(deleted_error(template))
             else:
                 element = self._elements.get(record[0])
                 if element is not None:
@@ -226,6 +232,13 @@ class Space:
         except (KeyError, TypeError):
             raise PastSetValueError(f"no element with id {eid!r} in this PastSet; get handles from enter()") from None
 
+    def template_of(self, eid: int) -> tuple:
+        """The template element ``eid`` was entered with (never asks the element, which may override it)."""
+        try:
+            return self._templates[eid]
+        except (KeyError, TypeError):
+            raise PastSetValueError(f"no element with id {eid!r} in this PastSet; get handles from enter()") from None
+
     def xfunction_of(self, eid: int) -> str | None:
         """The X-function module name of element ``eid``, if it has one."""
         return self._xnames.get(eid)
@@ -240,12 +253,13 @@ class Space:
             else:
                 eid = target
             element = self.element(eid)
-            key = template_key(element.template())
+            template = self._templates[eid]
+            key = template_key(template)
             if self._by_key.get(key) == eid:
                 del self._by_key[key]
             if self.journal is not None:
                 self.journal.write(("del", eid))
-        element.end(deleted_error(element.template()))
+        element.end(deleted_error(template))
 
     def elements(self) -> list[tuple[int, Element]]:
         """The live elements, oldest first."""
@@ -264,7 +278,7 @@ class Space:
                 self._paused = paused
             for eid in self._by_key.values():
                 element = self._elements[eid]
-                if not match or match == str(eid) or match in repr(element.template()):
+                if not match or match == str(eid) or match in repr(self._templates[eid]):
                     element.pause(paused)
                     touched.append(eid)
             if not match:
@@ -327,7 +341,7 @@ class Space:
                 caller = Caller(task=self._current_task() or "")
             waiter.task = caller.task or None
             waiter.key = self.waits.add(
-                Wait(caller, element.eid, element.template(), waiter.op, waiter.since, waiter.timeout)
+                Wait(caller, element.eid, self._templates.get(element.eid, ()), waiter.op, waiter.since, waiter.timeout)
             )
         else:
             self.waits.remove(waiter.key)
@@ -412,7 +426,7 @@ def describe(space: Space) -> list[dict[str, Any]]:
             rows.append(
                 {
                     "id": eid,
-                    "template": repr(element.template()),
+                    "template": repr(space.template_of(eid)),
                     "first": element.first(),
                     "last": element.last(),
                     "delta": element.delta(),
