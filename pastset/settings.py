@@ -12,6 +12,7 @@ in PSNS, PSRUN and PSTASK, set by pypsrun for the processes it starts.
 from __future__ import annotations
 
 import configparser
+import difflib
 import logging
 import os
 import runpy
@@ -25,7 +26,17 @@ import platformdirs
 
 from pastset.errors import ConfigurationError
 
-__all__ = ["PASSED_ON", "SETTINGS_HELP", "Settings", "Wiring", "adopt_environment", "config_paths"]
+__all__ = [
+    "PASSED_ON",
+    "SECRETS",
+    "SETTINGS_HELP",
+    "SecretFilter",
+    "Settings",
+    "Wiring",
+    "adopt_environment",
+    "config_paths",
+    "configure_logging",
+]
 
 log = logging.getLogger(__name__)
 
@@ -289,12 +300,17 @@ class Settings:
                 for key, value in parser.defaults().items():
                     if key.upper() in SPEC:
                         raw[key.upper()] = (value, str(path))
+                    else:
+                        self._unknown(key, f"configuration file {path}")
         helper = env.get("PSCONFHELP", raw.get("PSCONFHELP", ("", ""))[0])
         if run_helper and helper:
             self._run_helper(helper, env)
         for key in SPEC:
             if key in env:
                 raw[key] = (env[key], "environment")
+        for key in sorted(env):
+            if key.startswith("PS") and key not in SPEC and not key[2:].isdigit():  # PS1, PS2, PS4: the shell's
+                self._unknown(key, "the environment")
         for key, (text, source) in raw.items():
             parse, default, _ = SPEC[key]
             text = text.strip()
@@ -307,6 +323,12 @@ class Settings:
             assign(self, key, value)
             self.sources[key] = source
         return self
+
+    def _unknown(self, key: str, source: str) -> None:
+        """Warn about a setting name pastset does not know, naming the closest one it does."""
+        close = difflib.get_close_matches(key.upper(), SPEC, n=1, cutoff=0.6)
+        hint = f"did you mean {close[0]}?" if close else "run with -h to see the settings"
+        self._problem(f"unknown setting {key} in {source} is ignored; {hint}")
 
     def _problem(self, message: str) -> None:
         self.problems.append(message)
@@ -463,21 +485,101 @@ def this_host_names() -> set[str]:
     return {n.lower() for n in names}
 
 
+class SecretFilter(logging.Filter):
+    """Replaces the run's secret in every log record with ``(secret)``.
+
+    Installed on every handler by :func:`configure_logging`, so no line a
+    process writes (its own, a library's, the status page's access log, a
+    traceback) carries the secret to stderr or PSLOGPATH.  It reads the secret
+    from the settings object (PSSECRET) when a record passes; pypsrun, which
+    makes the run's secret after logging is set up, hands it over with
+    :meth:`add`.
+    """
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        super().__init__()
+        self.settings = settings
+        self.extra: set[str] = set()
+
+    def add(self, secret: str) -> None:
+        """Scrub ``secret`` too."""
+        if secret:
+            self.extra.add(secret)
+
+    def secrets(self) -> list[str]:
+        """The secrets to scrub, longest first, with their URL-quoted forms."""
+        from urllib.parse import quote
+
+        found = set(self.extra)
+        if self.settings is not None and self.settings.PSSECRET:
+            found.add(self.settings.PSSECRET)
+        found |= {quote(s, safe="") for s in found}
+        return sorted((s for s in found if s), key=len, reverse=True)
+
+    def scrub(self, text: str) -> str:
+        """``text`` with every secret replaced."""
+        for secret in self.secrets():
+            text = text.replace(secret, "(secret)")
+        return text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Scrub the message, its arguments and any traceback; never drop a record."""
+        secrets = self.secrets()
+        if not secrets:
+            return True
+        message = record.getMessage()
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        scrubbed = self.scrub(message)
+        if scrubbed != message:
+            record.msg, record.args = scrubbed, None
+        if record.exc_text:
+            record.exc_text = self.scrub(record.exc_text)
+        if record.stack_info:
+            record.stack_info = self.scrub(record.stack_info)
+        return True
+
+
+#: the filter the last :func:`configure_logging` installed (secrets can be added to it)
+SECRETS = SecretFilter()
+
+
+def private_log_file(path: str) -> logging.FileHandler:
+    """A handler appending to ``path``, which is created (or narrowed to) mode 0600: logs are private."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        if os.fstat(fd).st_mode & 0o077:
+            os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+    return logging.FileHandler(path)
+
+
 def configure_logging(settings: Settings, name: str) -> None:
-    """Set up ``logging`` for a command from PSLOGLEVEL and PSLOGPATH."""
+    """Set up ``logging`` for a command from PSLOGLEVEL and PSLOGPATH.
+
+    Every handler gets the :class:`SecretFilter` for ``settings``, and a log
+    file is created readable by this user only.
+    """
     level = getattr(logging, settings.PSLOGLEVEL.upper(), logging.WARNING)
     handlers: list[logging.Handler] = [logging.StreamHandler()]
+    problem = ""
     if settings.PSLOGPATH:
         try:
-            handlers.append(logging.FileHandler(settings.PSLOGPATH))
+            handlers.append(private_log_file(settings.PSLOGPATH))
         except OSError as err:
-            log.warning("PSLOGPATH=%r cannot be opened (%s); logging to stderr only", settings.PSLOGPATH, err)
+            problem = f"PSLOGPATH={settings.PSLOGPATH!r} cannot be opened ({err}); logging to stderr only"
+    SECRETS.settings = settings
+    for handler in handlers:
+        handler.addFilter(SECRETS)
     logging.basicConfig(
         level=level,
         format=f"%(asctime)s {name} %(levelname)s %(message)s",
         handlers=handlers,
         force=True,
     )
+    if problem:
+        log.warning("%s", problem)
     # Pyro5 and paramiko report connection trouble themselves; ours says it better.
     for noisy in ("Pyro5", "paramiko"):
         logging.getLogger(noisy).setLevel(level if level <= logging.DEBUG else logging.CRITICAL)

@@ -137,3 +137,69 @@ def test_a_remote_child_gets_only_search_paths_locale_and_pyro_settings() -> Non
     env = Settings.load(environ={}, files=[]).child_environment(base=base, remote=True)
     assert {k: env[k] for k in ("PATH", "LANG", "PYRO_PORT")} == {"PATH": "/bin", "LANG": "C", "PYRO_PORT": "1"}
     assert "HOME" not in env and "SSH_AUTH_SOCK" not in env
+
+
+@pytest.mark.parametrize(
+    ("name", "closest"), [("PSPROC", "PSPROCS"), ("PSHOST", "PSHOSTS"), ("PSLOGLEVL", "PSLOGLEVEL")]
+)
+def test_unknown_settings_in_the_environment_name_the_closest_known_one(name, closest, caplog):
+    with caplog.at_level(logging.WARNING):
+        s = Settings.load(environ={name: "4", "PS1": "$ ", "PATH": "/bin"}, files=[])
+    assert s.PSPROCS == 1  # the mistyped setting changed nothing
+    assert [m for m in s.problems if "unknown" in m] == [
+        f"unknown setting {name} in the environment is ignored; did you mean {closest}?"
+    ]
+    assert f"did you mean {closest}?" in caplog.text and "PS1" not in caplog.text
+
+
+def test_unknown_settings_in_an_ini_file_are_named_with_the_file(tmp_path):
+    conf = ini(tmp_path / "c.conf", PSPROCS="3", PSWAITPROC="2", PSZZQQ="1")
+    s = Settings.load(environ={}, files=[conf])
+    assert (s.PSPROCS, s.waitprocs) == (3, 3)
+    unknown = sorted(m for m in s.problems if "unknown" in m)
+    assert unknown == [
+        f"unknown setting PSWAITPROC in configuration file {conf} is ignored; did you mean PSWAITPROCS?",
+        f"unknown setting PSZZQQ in configuration file {conf} is ignored; run with -h to see the settings",
+    ]
+
+
+def test_the_secret_never_reaches_a_log_and_log_files_are_private(tmp_path, capfd):
+    from pastset.settings import SECRETS, configure_logging
+
+    path = tmp_path / "run.log"
+    environ = {"PSLOGLEVEL": "debug", "PSLOGPATH": str(path), "PSSECRET": "s3cr/t+value"}
+    settings = Settings.load(environ=environ, files=[])
+    saved = logging.getLogger().handlers[:]
+    try:
+        configure_logging(settings, "test")
+        logger = logging.getLogger("pastset.test")
+        logger.debug("GET /?token=%s HTTP/1.1", "s3cr%2Ft%2Bvalue")
+        logger.info("secret %s in args", settings.PSSECRET)
+        logger.warning("secret in the message itself: s3cr/t+value")
+        try:
+            raise RuntimeError("failed with s3cr/t+value")
+        except RuntimeError:
+            logger.exception("a traceback")
+        SECRETS.add("other-secret")  # one made after logging is set up, as pypsrun does
+        logger.error("and %s", "other-secret")
+        for handler in logging.getLogger().handlers:
+            handler.flush()
+    finally:
+        for handler in logging.getLogger().handlers:
+            handler.close()
+        logging.getLogger().handlers[:] = saved
+    text, err = path.read_text(), capfd.readouterr().err
+    assert os.stat(path).st_mode & 0o777 == 0o600
+    for out in (text, err):
+        assert "s3cr" not in out and "other-secret" not in out
+        assert out.count("(secret)") == 6 and "RuntimeError: failed with (secret)" in out
+
+
+def test_an_existing_log_file_is_made_private(tmp_path):
+    from pastset.settings import private_log_file
+
+    path = tmp_path / "old.log"
+    path.write_text("earlier\n")
+    path.chmod(0o644)
+    private_log_file(str(path)).close()
+    assert os.stat(path).st_mode & 0o777 == 0o600 and path.read_text() == "earlier\n"

@@ -25,7 +25,7 @@ from pastset.errors import PastSetConnectionError, PastSetError
 from pastset.items.plan import tally
 from pastset.runs import list_runs, load_record, pick_run
 from pastset.server.overview import clients_of, elements_of, status_of, tasks_of, waiting_of
-from pastset.settings import Settings, configure_logging
+from pastset.settings import SECRETS, Settings, configure_logging
 from pastset.transport.proxies import connection_error, lookup, proxy
 
 __all__ = ["main", "table"]
@@ -196,6 +196,7 @@ def _connect(options: Any, settings: Settings) -> tuple[str, Any]:
     else:
         chosen = pick_run(options.run)
         address, run, secret = chosen.get("ns", ""), chosen["run"], chosen.get("secret", "")
+        SECRETS.add(secret)
         if not options.run:
             sys.stderr.write(f"pypsmanage: run {run}\n")
     try:

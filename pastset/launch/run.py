@@ -57,7 +57,7 @@ from pastset.launch.ssh import Connection, RemoteProcess, SshCommandProcess, con
 from pastset.proc import LocalProcess, exit_status
 from pastset.psbin import closest_name, find_in_path
 from pastset.runs import save_record
-from pastset.settings import Settings, Wiring, batch_environment, this_host_names
+from pastset.settings import SECRETS, Settings, Wiring, batch_environment, this_host_names
 from pastset.transport import tls
 from pastset.transport.proxies import lookup, proxy
 
@@ -151,6 +151,7 @@ class Run:
             psbin = [*psbin, str(self.app_path.parent)]  # an app's companions sit next to it
         #: how this run's processes find each other; the secret is handed on by environment or SSH stdin only
         self.wiring = Wiring(run=self.run_id, secret=secrets.token_urlsafe(24), psbin=tuple(psbin))
+        SECRETS.add(self.wiring.secret)  # scrubbed from every log line from now on
         self.args = args
         self.local_names = this_host_names()
         self.master = settings.PSMASTER

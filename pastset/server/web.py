@@ -169,6 +169,15 @@ class StatusPage:
         return (text.replace(self.secret, "(secret)") if self.secret else text).encode()
 
 
+def _without_query(text: str) -> str:
+    """A request line (or path) with its query string cut off."""
+    head, sep, rest = text.partition("?")
+    if not sep:
+        return text
+    tail = rest.rpartition(" ")
+    return f"{head}?(query) {tail[2]}" if tail[1] else f"{head}?(query)"
+
+
 class _Handler(BaseHTTPRequestHandler):
     server: _HTTPServer
     protocol_version = "HTTP/1.1"
@@ -177,6 +186,8 @@ class _Handler(BaseHTTPRequestHandler):
         return "pastset"
 
     def log_message(self, format: str, *args: Any) -> None:
+        # The request line may carry ?token=SECRET: log the path alone (the log filter scrubs anything else).
+        args = tuple(_without_query(a) if isinstance(a, str) else a for a in args)
         log.debug("status page: %s " + format, self.address_string(), *args)
 
     def _route(self) -> None:
