@@ -13,6 +13,9 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
+import stat
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -37,11 +40,57 @@ __all__ = [
 KEEP_RECORDS = 50
 
 
+def _fallback_runtime_dir() -> Path:
+    """Where platformdirs goes without a usable XDG_RUNTIME_DIR: ``runtime-UID`` in the temporary directory."""
+    return Path(tempfile.gettempdir()) / f"runtime-{os.geteuid()}"
+
+
+def _foreign(path: Path) -> str:
+    """Why ``path`` (if it exists) is not a private directory of this user, or ''."""
+    try:
+        info = path.lstat()
+    except FileNotFoundError:
+        return ""
+    if stat.S_ISLNK(info.st_mode):
+        return "is a symbolic link"
+    if not stat.S_ISDIR(info.st_mode):
+        return "is not a directory"
+    if info.st_uid != os.geteuid():
+        try:
+            owner = pwd.getpwuid(info.st_uid).pw_name
+        except KeyError:
+            owner = f"uid {info.st_uid}"
+        return f"is owned by another user ({owner})"
+    if info.st_mode & 0o022:
+        return f"is writable by other users (mode {stat.S_IMODE(info.st_mode):o})"
+    return ""
+
+
 def runs_dir() -> Path:
-    """Where run files live (per user, per machine)."""
+    """Where run files live (per user, per machine).
+
+    Run files hold the run's secret, so the runtime directory must be this
+    user's own: one another user made in advance (``/tmp/runtime-UID`` when
+    XDG_RUNTIME_DIR is unset) is a ConfigurationError naming it.
+    """
     with warnings.catch_warnings():  # no XDG_RUNTIME_DIR (cron, ssh): platformdirs falls back quietly
         warnings.simplefilter("ignore")
-        return Path(platformdirs.user_runtime_dir("pastset")) / "runs"
+        try:
+            base = Path(platformdirs.user_runtime_dir("pastset"))
+        except PermissionError as err:
+            raise ConfigurationError(_unsafe(_fallback_runtime_dir(), str(err))) from None
+    for folder in (base.parent, base):
+        problem = _foreign(folder)
+        if problem:
+            raise ConfigurationError(_unsafe(folder, problem))
+    return base / "runs"
+
+
+def _unsafe(folder: Path, problem: str) -> str:
+    return (
+        f"the runtime directory {folder} cannot hold this user's run files: {problem}. "
+        "Set XDG_RUNTIME_DIR to a directory of your own with mode 0700, or remove that directory"
+    )
 
 
 def record_run(run_id: str, info: dict[str, Any]) -> Path:

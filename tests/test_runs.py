@@ -1,8 +1,12 @@
-"""Run records: private files, live runs told from dead ones, one run chosen or a clear error."""
+"""Run records: private files, live runs told from dead ones, one run chosen or a clear error.
+
+Run files live in this user's own runtime directory; one made by another user is a clear error.
+"""
 
 from __future__ import annotations
 
 import os
+import pwd
 import stat
 import subprocess
 import sys
@@ -13,6 +17,10 @@ import pytest
 
 from pastset.errors import ConfigurationError
 from pastset.runs import forget_run, list_runs, pick_run, record_run, runs_dir
+
+pytestmark = pytest.mark.timeout(60)
+
+NOBODY = pwd.getpwnam("nobody").pw_uid
 
 
 @pytest.fixture
@@ -62,3 +70,63 @@ def test_two_live_runs_need_a_name(runtime: Path) -> None:
 def test_no_live_run_says_how_to_start_one(runtime: Path) -> None:
     with pytest.raises(ConfigurationError, match="no live run found; start one with pypsrun"):
         pick_run(None)
+
+
+@pytest.fixture
+def foreign_runtime(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """XDG_RUNTIME_DIR unset and TMPDIR private, with ``runtime-UID`` pre-created by another user."""
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    planted = tmp / f"runtime-{os.geteuid()}"
+    planted.mkdir(mode=0o700)
+    os.chown(planted, NOBODY, NOBODY)
+    monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
+    monkeypatch.setenv("TMPDIR", str(tmp))
+    monkeypatch.setattr("tempfile.tempdir", None)  # gettempdir() caches its answer
+    return planted
+
+
+def test_a_pre_created_runtime_directory_is_a_clear_error(foreign_runtime):
+    with pytest.raises(ConfigurationError, match=f"runtime directory {foreign_runtime}.*XDG_RUNTIME_DIR"):
+        runs_dir()
+    with pytest.raises(ConfigurationError, match=str(foreign_runtime)):
+        record_run("r1", {"secret": "x"})
+    assert list(foreign_runtime.iterdir()) == []  # nothing written into the other user's directory
+
+
+def test_pypsrun_names_the_directory_without_a_traceback(foreign_runtime, tmp_path):
+    (tmp_path / "app.py").write_text("print('ran')\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PS")}
+    done = subprocess.run(
+        [sys.executable, "-m", "pastset.commands.run", "app.py"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2, done.stderr
+    assert f"runtime directory {foreign_runtime}" in done.stderr and "XDG_RUNTIME_DIR" in done.stderr
+    assert "Traceback" not in done.stderr and "ran" not in done.stdout
+
+
+def test_a_group_writable_or_linked_runtime_directory_is_refused(tmp_path, monkeypatch):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    (tmp_path / "link").symlink_to(shared)
+    for runtime in (shared, tmp_path / "link"):
+        monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
+        monkeypatch.setenv("TMPDIR", str(shared))
+        monkeypatch.setattr("tempfile.tempdir", None)
+        with pytest.raises(ConfigurationError, match="runtime directory"):
+            runs_dir()
+
+
+def test_a_private_runtime_directory_is_used(tmp_path, monkeypatch):
+    runtime = tmp_path / "mine"
+    runtime.mkdir(mode=0o700)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
+    path = record_run("r2", {"secret": "x"})
+    assert path.parent == runs_dir() and runs_dir().is_relative_to(runtime)
+    assert path.stat().st_mode & 0o777 == 0o600

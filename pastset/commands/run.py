@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pastset.commands import load_settings, parser_for
 from pastset.errors import PastSetError
 from pastset.launch.run import Run
-from pastset.runs import forget_run, record_run
+from pastset.runs import forget_run, record_run, runs_dir
 from pastset.settings import Settings, configure_logging
 from pastset.transport import tls
 
@@ -53,6 +53,7 @@ def execute(
     """
     try:
         tls.check_client()
+        runs_dir()  # the run files' directory must be this user's own
         run = Run(settings, app, args)
     except PastSetError as err:  # bad app, hosts file or settings: nothing started yet
         sys.stderr.write(f"{prog}: {err}\n")
