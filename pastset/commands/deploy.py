@@ -22,7 +22,7 @@ from pastset.launch.deploy import ROOT, HostResult, deploy, erase
 from pastset.launch.hosts import read_hosts_file
 from pastset.launch.ssh import CONNECT_TIMEOUT
 from pastset.launch.wheelhouse import build_wheelhouse, open_wheelhouse
-from pastset.settings import Settings, configure_logging, this_host_names
+from pastset.settings import Settings, configure_logging, is_this_host, this_host_names
 
 __all__ = ["erase_main", "main"]
 
@@ -52,7 +52,8 @@ def _hosts(settings: Settings, given: list[str]) -> tuple[list[str], list[str]]:
         raise PastSetError("no hosts: set PSHOSTS to a hosts file, or name the hosts on the command line")
     names = list(dict.fromkeys(names))
     here = this_host_names()
-    return [n for n in names if n.lower() not in here], [n for n in names if n.lower() in here]
+    local = {n for n in names if is_this_host(n, here)}
+    return [n for n in names if n not in local], [n for n in names if n in local]
 
 
 class _Status:

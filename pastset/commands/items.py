@@ -24,7 +24,7 @@ from pastset.errors import PastSetError
 from pastset.items.plan import Plan, collect_items, experiment_dir, experiment_name
 from pastset.items.stager import Stager
 from pastset.launch.run import Run, place_clients
-from pastset.settings import configure_logging, this_host_names
+from pastset.settings import configure_logging, is_this_host, this_host_names
 
 __all__ = ["main"]
 
@@ -66,7 +66,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         launcher, placement, _ = place_clients(settings)
         clients = len(placement)
-        remote = [h for h in placement if h.lower() not in this_host_names()]
+        here = this_host_names()
+        remote = [h for h in placement if not is_this_host(h, here)]
     except PastSetError as err:
         sys.stderr.write(f"pypsitems: {err}\n")
         return 2

@@ -57,7 +57,7 @@ from pastset.launch.ssh import Connection, RemoteProcess, SshCommandProcess, con
 from pastset.proc import LocalProcess, exit_status
 from pastset.psbin import closest_name, find_in_path
 from pastset.runs import save_record
-from pastset.settings import SECRETS, Settings, Wiring, batch_environment, this_host_names
+from pastset.settings import SECRETS, Settings, Wiring, batch_environment, is_this_host, this_host_names
 from pastset.transport import tls
 from pastset.transport.proxies import lookup, proxy
 
@@ -154,6 +154,7 @@ class Run:
         SECRETS.add(self.wiring.secret)  # scrubbed from every log line from now on
         self.args = args
         self.local_names = this_host_names()
+        self._local: dict[str, bool] = {}
         self.master = settings.PSMASTER
         #: slots: the batch job's task slots, one entry (a node) per slot; empty unless launched by it
         self.launcher, self.placement, self.slots = place_clients(settings)
@@ -176,8 +177,11 @@ class Run:
         self.verdict: int | None = None
 
     def is_local(self, host: str) -> bool:
-        """True if ``host`` names this machine."""
-        return host.lower() in self.local_names
+        """True if ``host`` names this machine, by a name or any address of its interfaces."""
+        known = self._local.get(host)
+        if known is None:
+            known = self._local[host] = is_this_host(host, self.local_names)
+        return known
 
     @property
     def remote_hosts(self) -> list[str]:
