@@ -24,6 +24,7 @@ MODULES: dict[str, str] = {
     "manage": "pastset.commands.manage",
     "items": "pastset.commands.items",
     "items_worker": "pastset.commands.items_worker",
+    "journal": "pastset.commands.journal",
 }
 
 #: The only ``module:`` targets ``spawn`` accepts: tasks that ship with pastset itself.

@@ -15,6 +15,7 @@ __all__ = [
     "DeployError",
     "ElementDeletedError",
     "ExpiredError",
+    "JournalError",
     "PastSetConnectionError",
     "PastSetError",
     "PastSetTimeoutError",
@@ -98,6 +99,15 @@ class WheelhouseError(PastSetError):
     """The wheels for a deployment cannot be made here."""
 
 
+class JournalError(ConfigurationError):
+    """A journal file is damaged or not a journal; ``path`` and ``offset`` say where."""
+
+    def __init__(self, message: str = "", path: str = "", offset: int = -1) -> None:
+        super().__init__(message)
+        self.path = path
+        self.offset = offset
+
+
 class RemoteError(PastSetError):
     """An unexpected error inside the server; ``remote_traceback`` holds its cause."""
 
@@ -120,6 +130,7 @@ BY_NAME: dict[str, type[PastSetError]] = {
         XFunctionError,
         DeployError,
         WheelhouseError,
+        JournalError,
         RemoteError,
     )
 }

@@ -18,7 +18,7 @@ import threading
 from Pyro5 import config as pyro_config
 
 from pastset.commands import parser_for
-from pastset.errors import ConfigurationError
+from pastset.errors import ConfigurationError, PastSetError
 from pastset.proc import die_with_parent, watch_lifeline
 from pastset.server.host import Server
 from pastset.server.web import start_web
@@ -86,8 +86,10 @@ def main(argv: list[str] | None = None, prog: str = "pypsserver", scheduler: boo
     try:
         for run in options.run:
             server.open(run, scheduler=options.scheduler)
-    except ConfigurationError as err:
+    except PastSetError as err:  # a damaged journal, a bad X-function directory: nothing is served
         sys.stderr.write(f"{prog}: {err}\n")
+        server.stop()
+        server.close(0)
         return 1
     web = start_web(server, settings.PSWEB, settings.PSSECRET) if settings.PSWEB else None
 

@@ -115,12 +115,23 @@ class Space:
         self.observes = 0
         self._counted: dict[int, _Counted] = {}
         self.journal: Journal | None = None
+        #: what the next "move" journal record of this thread also records (a lease it settles)
+        self._note = threading.local()
+        recovered: dict[tuple[int, int], Any] = {}
         if journal is not None:
-            if journal.path.exists() and journal.path.stat().st_size:
-                self._recover(journal.path)
+            if journal.recovered:
+                recovered = self._recover(journal.path, journal.recovered)
             self.journal = journal
             for eid, element in self._elements.items():  # journal from now on
                 self._attach(eid, element)
+        if recovered:  # leases that were never acknowledged before the crash: hand each out again, once
+            for (eid, index), data in sorted(recovered.items(), key=lambda item: item[0]):
+                self.hand_back(eid, index, data)
+            log.warning(
+                "space %s: %d leased tuple(s) never acknowledged before the restart were handed out again",
+                self.name,
+                len(recovered),
+            )
 
     # ------------------------------------------------------------- elements
     def enter(self, template: Any, xfunction: str | None = None, leases: bool = False) -> int:
@@ -189,19 +200,75 @@ class Space:
         journal = self.journal
         monitor = _Counted(self)
         self._counted[eid] = monitor
-        element.attach(monitor, None if journal is None else lambda *record: journal.write((eid, *record)), eid)
+        if journal is None:
+            element.attach(monitor, None, eid)
+            return
+        note = self._note
+
+        def record(*change: Any) -> None:
+            extra = getattr(note, "extra", None)
+            if extra is not None and change[0] == "move":
+                note.extra = None  # one move settles the lease: both in one record, so a crash splits neither
+                change = (*change, *extra)
+            journal.write((eid, *change))
+
+        element.attach(monitor, record, eid)
 
     def tally(self) -> dict[str, dict[str, int]]:
         """Operations that changed each element, per task ("" for the application): who took what."""
         return {str(eid): dict(monitor.counts) for eid, monitor in list(self._counted.items())}
 
-    def _recover(self, path: Path) -> None:
-        """Rebuild the elements from a journal left by an earlier server of this run."""
-        from pastset.core.journal import read_journal
+    # ------------------------------------------------------------- leases
+    def lease_index(self, eid: int, count: int = 1) -> int:
+        """The index of the first of the ``count`` tuples an unindexed observe just took (call under the lock).
 
-        count = top = 0
-        for record in read_journal(path):
-            count += 1
+        The tuples a leased element hands out are named by their index, so that
+        the journal can tell which of them were acknowledged.
+        """
+        element = self.element(eid)
+        if count == 1:
+            latest = Element.taken_last(element)
+            if latest is not None:
+                return latest
+        return Element.first(element) - count
+
+    def ack(self, eid: int, index: int, result_eid: int | None = None, move: Callable[[], Any] | None = None) -> None:
+        """Acknowledge the leased tuple ``index`` of ``eid``; with ``move``, do it in the same journal record.
+
+        ``move`` moves the result into ``result_eid``: its move record also
+        records the acknowledgement, so after a crash both happened or neither.
+        """
+        if move is None:
+            if self.journal is not None:
+                self.journal.write(("ack", eid, index))
+            return
+        self._note.extra = ("ack", eid, index)
+        try:
+            move()
+        finally:
+            self._note.extra = None
+
+    def hand_back(self, eid: int, index: int, data: Any) -> None:
+        """Put leased tuple ``index`` of ``eid`` back at the element's end, for the next observer.
+
+        The move record says which lease it settles, so a second crash does not
+        hand it out twice.
+        """
+        self._note.extra = ("back", index)
+        try:
+            self.element(eid).requeue(data)
+        finally:
+            self._note.extra = None
+
+    def _recover(self, path: Path, records: list[tuple[Any, ...]]) -> dict[tuple[int, int], Any]:
+        """Rebuild the elements from the records of an earlier server of this run.
+
+        Returns the leases that were handed out and never settled (acknowledged,
+        or handed back), as ``{(element id, index): tuple}``.
+        """
+        open_leases: dict[tuple[int, int], Any] = {}
+        top = 0
+        for record in records:
             if record[0] == "enter":
                 _, eid, template, xfunction, leases = record
                 self._create(eid, template, xfunction, leases)
@@ -212,18 +279,31 @@ class Space:
                     template = self._templates[record[1]]
                     self._by_key.pop(template_key(template), None)
                     element.end(deleted_error(template))
+                    open_leases = {k: v for k, v in open_leases.items() if k[0] != record[1]}
+            elif record[0] == "ack":
+                open_leases.pop((record[1], record[2]), None)
             else:
-                element = self._elements.get(record[0])
-                if element is not None:
-                    element.replay(record[1], *record[2:])
+                eid, kind, *args = record
+                element = self._elements.get(eid)
+                if element is None:
+                    continue
+                if kind == "observe" and eid in self.leased:
+                    first = Element.first(element)
+                    for index in range(first, first + (args[0] if args else 1)):
+                        open_leases[(eid, index)] = Element.observe(element, index)
+                element.replay(kind, *args)
+                if kind == "move" and len(args) > 1:  # a move that settled a lease
+                    lease = (args[2], args[3]) if args[1] == "ack" else (eid, args[2])
+                    open_leases.pop(lease, None)
         self._ids = itertools.count(top + 1)
         log.warning(
             "space %s: recovered %d element(s) from %d journal record(s) in %s",
             self.name,
             len(self._by_key),
-            count,
+            len(records),
             path,
         )
+        return open_leases
 
     def element(self, eid: int) -> Element:
         """The element with id ``eid`` (a deleted one raises on every operation)."""

@@ -168,9 +168,9 @@ class Server:
     def caller_gone(self, caller: Caller) -> None:
         """A client connection (Pyro5 or channel) ended: hand back its unacknowledged leases."""
         leases, caller.leases = caller.leases, []
-        for space, eid, data in leases:
+        for space, eid, index, data in leases:
             try:
-                space.element(eid).requeue(data)
+                space.hand_back(eid, index, data)
                 log.info("lease on element %d handed back: its observer's connection closed", eid)
             except PastSetError:
                 pass  # the element or the run is gone

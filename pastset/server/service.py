@@ -264,7 +264,9 @@ class SpaceService:
             values = waiter.result if waiter.op == "observe_many" else [waiter.result]
             self.space.observes += len(values)
             if element.eid in self.space.leased:  # held until acknowledged; leases cover a later death
-                caller.leases.extend((self.space, element.eid, value) for value in values)
+                caller.leases.extend(
+                    (self.space, element.eid, index, value) for index, value in zip(waiter.taken, values, strict=True)
+                )
             else:
                 taken = (element, waiter.taken, values)
         else:
@@ -325,13 +327,24 @@ class SpaceService:
 
     def _observe(self, caller: Caller, eid: int, index: int = -1, timeout: float | None = None) -> Any:
         element = self.space.element(eid)
-        if type(element) is not Element and isinstance(index, int) and index < 0:
-            data = self._x_observe(eid, element, index, timeout)
-        else:
-            data = self._apply(eid, "observe", index, timeout=timeout)
+        plain = type(element) is Element or not isinstance(index, int) or index >= 0
+        if isinstance(index, int) and index < 0 and eid in self.space.leased:
+            with element.lock:  # the index taken is known only while nobody else can observe
+                data = (
+                    self._apply(eid, "observe", index, timeout=timeout)
+                    if plain
+                    else self._x_observe(eid, element, index, timeout)
+                )
+                taken = self.space.lease_index(eid)
+            self.space.observes += 1
+            caller.leases.append((self.space, eid, taken, data))  # held until acknowledged or handed back
+            return data
+        data = (
+            self._apply(eid, "observe", index, timeout=timeout)
+            if plain
+            else self._x_observe(eid, element, index, timeout)
+        )
         self.space.observes += 1
-        if index < 0 and eid in self.space.leased:  # held until acknowledged; handed back if the connection dies
-            caller.leases.append((self.space, eid, data))
         return data
 
     def _x_observe(self, eid: int, element: Element, index: int, timeout: float | None) -> Any:
@@ -368,17 +381,18 @@ class SpaceService:
 
     def _observe_many(self, caller: Caller, eid: int, count: int, timeout: float | None = None) -> list[Any]:
         element = self.space.element(eid)
-        if type(element) is Element:
-            with deadline(timeout):
-                taken = element.observe_many(count)
-        else:
-            with element.lock:  # an X-function filters each tuple
+        with element.lock:  # the indices taken are known only while nobody else can observe
+            if type(element) is Element:
+                with deadline(timeout):
+                    taken = element.observe_many(count)
+            else:  # an X-function filters each tuple
                 taken = [self._apply(eid, "observe", -1, timeout=timeout)]
                 while len(taken) < count and element.first() < element.last():
                     taken.append(self._apply(eid, "observe", -1))
+            start = self.space.lease_index(eid, len(taken)) if eid in self.space.leased else 0
         self.space.observes += len(taken)
         if eid in self.space.leased:
-            caller.leases.extend((self.space, eid, data) for data in taken)
+            caller.leases.extend((self.space, eid, index, data) for index, data in enumerate(taken, start))
         return taken
 
     def _ack(
@@ -391,18 +405,22 @@ class SpaceService:
     ) -> None:
         """Acknowledge the oldest leased tuple of ``eid`` on this connection.
 
-        With ``result_eid`` the result tuple is moved first, in the same request,
-        so a result and its acknowledgement happen together or not at all.
+        With ``result_eid`` the result tuple is moved first, in the same request
+        and the same journal record, so a result and its acknowledgement happen
+        together or not at all, even across a crash of the server.
         """
         leases = caller.leases
-        position = next((i for i, (s, e, _) in enumerate(leases) if s is self.space and e == eid), None)
+        position = next((i for i, (s, e, _, _) in enumerate(leases) if s is self.space and e == eid), None)
         if position is None:
             raise PastSetValueError(
                 "nothing to acknowledge: this thread holds no unacknowledged tuple of that element "
                 "(ack follows an unindexed observe of an element entered with leases=True)"
             )
-        if result_eid is not None:
-            self._move(caller, result_eid, result, timeout)
+        index = leases[position][2]
+        if result_eid is None:
+            self.space.ack(eid, index)
+        else:  # the result's move record also records the acknowledgement: a crash splits neither
+            self.space.ack(eid, index, result_eid, lambda: self._move(caller, result_eid, result, timeout))
         del leases[position]
 
     def _apply(self, eid: int, name: str, *args: Any, timeout: float | None = None) -> Any:
