@@ -9,8 +9,11 @@ import sys
 import threading
 
 import pytest
+from conftest import start_server, stop_server
 
 import pastset
+from pastset.core.journal import Journal, read_journal
+from pastset.core.space import Space
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -131,3 +134,61 @@ def test_acks_are_per_thread_connection(server):
     jobs.ack()
     assert jobs.observe() == (2,)
     jobs.ack()
+
+
+def restart(srv, tmp_path):
+    srv.proc.send_signal(signal.SIGKILL)  # no chance to hand anything back
+    srv.proc.wait()
+    stop_server(srv)
+    return start_server(tmp_path, run="leased")
+
+
+def test_unacknowledged_leases_survive_a_crash_and_come_back_exactly_once(tmp_path, monkeypatch):
+    monkeypatch.setenv("PSJOURNAL", str(tmp_path / "journal"))
+    srv = start_server(tmp_path, run="leased")
+    try:
+        pset = pastset.PastSet(run="leased", ns=srv.address)
+        jobs = pset.enter(("jobs", int), leases=True)
+        results = pset.enter(("results", int))
+        for n in range(6):
+            jobs.move((n,))
+        assert [jobs.observe() for _ in range(3)] == [(0,), (1,), (2,)]
+        jobs.ack(results, (0,))  # job 0: done, its result moved in the same request
+        assert jobs.observe_many(2) == [(3,), (4,)]
+        jobs.ack()  # job 1: acknowledged without a result
+        srv = restart(srv, tmp_path)  # jobs 2, 3 and 4 were never acknowledged
+        pset = pastset.PastSet(run="leased", ns=srv.address)
+        jobs = pset.enter(("jobs", int), leases=True)
+        results = pset.enter(("results", int))
+        assert results.last() == 1 and results.observe() == (0,)
+        assert (jobs.first(), jobs.last()) == (5, 9)  # 5 was never observed; 2, 3, 4 were moved again
+        handed = [jobs.observe() for _ in range(4)]
+        assert sorted(handed) == [(2,), (3,), (4,), (5,)]
+        jobs.ack(results, (2,))
+        srv = restart(srv, tmp_path)  # a second crash hands out again only what is still unacknowledged
+        pset = pastset.PastSet(run="leased", ns=srv.address)
+        jobs = pset.enter(("jobs", int), leases=True)
+        results = pset.enter(("results", int))
+        assert [results.observe(i) for i in range(results.last())] == [(0,), (2,)]
+        again = [jobs.observe() for _ in range(jobs.last() - jobs.first())]
+        assert sorted(again) == sorted(set(handed) - {handed[0]})
+        for _ in again:
+            jobs.ack()
+        srv = restart(srv, tmp_path)  # everything acknowledged: nothing comes back
+        jobs = pastset.PastSet(run="leased", ns=srv.address).enter(("jobs", int), leases=True)
+        assert jobs.first() == jobs.last()
+    finally:
+        stop_server(srv)
+
+
+def test_a_result_and_its_acknowledgement_are_one_journal_record(tmp_path):
+    path = tmp_path / "one.journal"
+    space = Space("one", journal=Journal(path))
+    jobs, results = space.enter(("jobs", int), leases=True), space.enter(("results", int))
+    space.element(jobs).move((7,))
+    space.element(jobs).observe()
+    before = len(list(read_journal(path)))
+    space.ack(jobs, space.lease_index(jobs), results, lambda: space.element(results).move((49,)))
+    assert list(read_journal(path))[before:] == [(results, "move", (49,), "ack", jobs, 0)]
+    again = Space("one", journal=Journal(path))  # acknowledged: nothing handed out again
+    assert again.element(jobs).first() == again.element(jobs).last() == 1
