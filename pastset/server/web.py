@@ -7,13 +7,22 @@ progress, refreshed by polling ``GET /api/status`` (the scheduler's snapshot
 plus :func:`~pastset.server.overview.status_of`).  It binds 127.0.0.1 unless
 PSWEB names a host.
 
-Control needs the run's secret.  The page opened as ``/?token=SECRET`` shows
-Pause, Resume and Stop, and sends ``POST /api/pause|resume|stop`` with the
-secret in the ``X-PastSet-Token`` header; anything else gets 403, and so does
-everyone when the run has no secret.  A cross-site page cannot send that header
-without a CORS preflight, which is never granted.  The secret is never logged
-and never in a JSON reply: the link carrying it goes to ``RUN.web`` (mode 0600)
-next to the run files, and the log names that file.
+Everything needs the run's secret: the page and ``/api/status`` (hosts, pids,
+task arguments and templates are nobody else's business) as well as
+``POST /api/pause|resume|stop``.  As in Jupyter, the link carrying the secret
+(``/?token=SECRET``, written to ``RUN.web``, mode 0600, next to the run files;
+the log names that file) is used once: the reply sets an HttpOnly,
+SameSite=Strict cookie named after the port, and the page removes the token
+from the address bar and history with ``history.replaceState``.  Later requests
+carry the cookie; control requests must also carry the ``X-PastSet-Control``
+header (or the secret itself in ``X-PastSet-Token``, for scripts), which a
+cross-site page cannot send without a CORS preflight that is never granted.
+Without the secret every request gets 403, and so does everyone when the run has
+no secret.  The secret is never logged (the access log drops query strings, and
+the logging filter of :func:`pastset.settings.configure_logging` scrubs any
+other line) and never in a reply body.  A connection that does not complete its
+request within :data:`TIMEOUT` seconds is closed, so partial requests cannot
+hold the page's threads.
 """
 
 from __future__ import annotations
@@ -25,10 +34,11 @@ import os
 import socket
 import threading
 import time
+from http.cookies import CookieError, SimpleCookie
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, quote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from pastset.runs import runs_dir
 from pastset.server.host import SchedulerService, Server
@@ -46,6 +56,8 @@ HEADERS = {
     "X-Frame-Options": "DENY",
     "Referrer-Policy": "no-referrer",
 }
+#: seconds a connection may take to send a request (a partial one is cut off then)
+TIMEOUT = 10.0
 ROUTES = {
     "/": ("GET", "HEAD"),
     "/index.html": ("GET", "HEAD"),
@@ -74,9 +86,17 @@ class _HTTPServer(ThreadingHTTPServer):
 class StatusPage:
     """The status page of one run: an HTTP server in a daemon thread."""
 
-    def __init__(self, service: SchedulerService, secret: str, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self,
+        service: SchedulerService,
+        secret: str,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        timeout: float = TIMEOUT,
+    ) -> None:
         self.service = service
         self.secret = secret
+        self.timeout = timeout
         self.host = host
         self.httpd = _HTTPServer(self, (host, port))
         self.port = int(self.httpd.server_address[1])
@@ -124,6 +144,11 @@ class StatusPage:
         self.link_file = path
         return path
 
+    @property
+    def cookie(self) -> str:
+        """The name of the cookie holding the secret (cookies ignore ports: one per page)."""
+        return f"pastset-{self.port}"
+
     def allowed(self, token: str) -> bool:
         """True if ``token`` is the run's secret (never, when the run has none)."""
         return bool(self.secret) and hmac.compare_digest(token.encode(), self.secret.encode())
@@ -159,9 +184,9 @@ class StatusPage:
             getattr(self.service, action)("")
         return {"ok": True, "action": action, "state": status_of(self.status())["state"]}
 
-    def html(self, control: bool) -> bytes:
-        """The page, with the control buttons if ``control``."""
-        return PAGE.replace("__CONTROL__", "true" if control else "false").encode()
+    def html(self) -> bytes:
+        """The page (only ever served to holders of the secret, so with its control buttons)."""
+        return PAGE.replace("__CONTROL__", "true").encode()
 
     def to_json(self, data: Any) -> bytes:
         """``data`` as JSON, with the secret scrubbed should any program have printed it."""
@@ -185,6 +210,19 @@ class _Handler(BaseHTTPRequestHandler):
     def version_string(self) -> str:
         return "pastset"
 
+    def setup(self) -> None:
+        super().setup()
+        self.connection.settimeout(self.server.page.timeout)  # a partial request is cut off, not awaited forever
+
+    def _cookie_token(self) -> str:
+        jar = SimpleCookie()
+        try:
+            jar.load(self.headers.get("Cookie", ""))
+        except CookieError:
+            return ""
+        morsel = jar.get(self.server.page.cookie)
+        return unquote(morsel.value) if morsel is not None else ""
+
     def log_message(self, format: str, *args: Any) -> None:
         # The request line may carry ?token=SECRET: log the path alone (the log filter scrubs anything else).
         args = tuple(_without_query(a) if isinstance(a, str) else a for a in args)
@@ -206,18 +244,31 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._json(
                     405, {"error": f"method not allowed; use {' or '.join(allow)}"}, {"Allow": ", ".join(allow)}
                 )
+            link = parse_qs(query).get("token", [""])[0]
+            by_link = method != "POST" and path != "/api/status" and page.allowed(link)
+            if not (by_link or page.allowed(self.headers.get("X-PastSet-Token", "") or self._cookie_token())):
+                if link or self.headers.get("X-PastSet-Token") or method == "POST":
+                    what = path.removeprefix("/api/").strip("/") or "the page"
+                    log.warning("status page: refused %s from %s: no valid token", what, self.address_string())
+                reason = "this needs the run's secret" if page.secret else "the run has no secret, so the page is off"
+                if method == "POST" or path == "/api/status":
+                    return self._json(403, {"error": f"forbidden: {reason}"})
+                body = FORBIDDEN.replace("__REASON__", reason).encode()
+                return self._send(403, "text/html; charset=utf-8", body, {"Content-Security-Policy": POLICY})
             if path == "/api/status":
                 return self._json(200, page.status())
             if path == "/timeline.svg":
                 return self._send(200, "image/svg+xml", page.timeline(), {"Content-Security-Policy": POLICY})
             if method != "POST":
-                html = page.html(page.allowed(parse_qs(query).get("token", [""])[0]))
-                return self._send(200, "text/html; charset=utf-8", html, {"Content-Security-Policy": POLICY})
+                extra = {"Content-Security-Policy": POLICY}
+                if by_link:  # as Jupyter does: the secret moves from the address into a cookie
+                    extra["Set-Cookie"] = (
+                        f"{page.cookie}={quote(page.secret, safe='')}; HttpOnly; SameSite=Strict; Path=/"
+                    )
+                return self._send(200, "text/html; charset=utf-8", page.html(), extra)
             action = path.removeprefix("/api/")
-            if not page.allowed(self.headers.get("X-PastSet-Token", "")):
-                log.warning("status page: refused %s from %s: no valid token", action, self.address_string())
-                reason = "this needs the run's secret" if page.secret else "the run has no secret: no control"
-                return self._json(403, {"error": f"forbidden: {reason}"})
+            if not self.headers.get("X-PastSet-Token") and self.headers.get("X-PastSet-Control") != "1":
+                return self._json(403, {"error": "forbidden: control requests need the X-PastSet-Control header"})
             log.info("status page: %s asked by %s", action, self.address_string())
             return self._json(200, page.control(action))
         except (BrokenPipeError, ConnectionResetError):
@@ -259,6 +310,12 @@ def start_web(server: Server, setting: str, secret: str) -> StatusPage | None:
     return page
 
 
+FORBIDDEN = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>PastSet run: forbidden</title></head><body>
+<h1>Forbidden</h1><p>__REASON__. Open the control link pypsrun wrote to <code>RUN.web</code> next to the
+run files (the run's log names it).</p></body></html>
+"""
+
 PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
 <title>PastSet run</title><style>
@@ -291,7 +348,8 @@ pre{margin:4px 0;white-space:pre-wrap;max-width:70em;font-size:12px}.note{color:
 <h2>Waiting</h2><table id="waiting"></table><p class="note" id="waiting-note"></p></main>
 <script>
 "use strict";
-const CONTROL = __CONTROL__, TOKEN = new URLSearchParams(location.search).get("token") || "";
+const CONTROL = __CONTROL__;
+if (location.search) history.replaceState(null, "", location.pathname);  // the secret now lives in a cookie
 const $ = id => document.getElementById(id), open = new Set(), last = {};
 const fmt = v => Array.isArray(v) ? v.join(" ") : v === null || v === undefined ? "" : String(v);
 let seen = false, state = "";
@@ -369,7 +427,7 @@ async function refresh() {
 }
 async function control(action) {
   if (action === "stop" && !confirm("Stop the run now? Running tasks are cut off.")) return;
-  const r = await fetch("api/" + action, {method: "POST", headers: {"X-PastSet-Token": TOKEN}});
+  const r = await fetch("api/" + action, {method: "POST", headers: {"X-PastSet-Control": "1"}});
   const body = await r.json().catch(() => ({}));
   $("error").textContent = r.ok ? "" : body.error || "HTTP " + r.status;
   await refresh();

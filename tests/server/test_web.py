@@ -118,7 +118,14 @@ def wait_for(what: Callable[[], Any], timeout: float = 20, message: str = "") ->
 class WebRun:
     """A pypsrun with PSWEB=0 in the background, run files in a private XDG_RUNTIME_DIR."""
 
-    def __init__(self, folder: Path, monkeypatch: pytest.MonkeyPatch, jobs: int = 40, seconds: float = 0.25) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        monkeypatch: pytest.MonkeyPatch,
+        jobs: int = 40,
+        seconds: float = 0.25,
+        **settings: str,
+    ) -> None:
         (folder / "app.py").write_text(APP)
         (folder / "worker.py").write_text(WORKER)
         (folder / "broken.py").write_text(BROKEN)
@@ -127,7 +134,7 @@ class WebRun:
         runtime.chmod(0o700)  # platformdirs accepts only a private XDG_RUNTIME_DIR
         monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))  # so runs_dir() here finds the run's files
         env = {k: v for k, v in os.environ.items() if not k.startswith("PS")}
-        env.update(PSPROCS="2", PSWEB="0", XDG_RUNTIME_DIR=str(runtime))
+        env.update(PSPROCS="2", PSWEB="0", XDG_RUNTIME_DIR=str(runtime), **settings)
         self.out, self.err = folder / "out.txt", folder / "err.txt"
         with self.out.open("w") as out, self.err.open("w") as err:
             self.proc = subprocess.Popen(
@@ -168,7 +175,8 @@ class WebRun:
 
 @pytest.fixture
 def run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[WebRun]:
-    live = WebRun(tmp_path, monkeypatch)
+    """A run logging at debug level to stderr and to PSLOGPATH (run.log)."""
+    live = WebRun(tmp_path, monkeypatch, PSLOGLEVEL="debug", PSLOGPATH=str(tmp_path / "run.log"))
     try:
         yield live
     finally:
@@ -227,6 +235,12 @@ def test_control_page_shows_progress_pauses_and_resumes_the_run(browser, run, tm
     browser.get(run.control_url)
     wait_for(lambda: page_state(browser) == "running", message="page never showed the run running")
     assert browser.find_element(By.ID, "run").text == run.run_id
+    assert browser.current_url == run.url and run.secret not in browser.current_url  # history.replaceState
+    [cookie] = [c for c in browser.get_cookies() if c["name"] == f"pastset-{urlsplit(run.url).port}"]
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict" and cookie["value"] == run.secret
+    assert run.secret not in browser.execute_script("return document.cookie")  # HttpOnly: no script reads it
+    browser.refresh()  # the cookie alone opens the page now
+    wait_for(lambda: page_state(browser) == "running", message="the page did not come back after a reload")
     first = wait_for(lambda: max(page_done(browser), 0) >= 2 and page_done(browser), message="no progress shown")
     wait_for(lambda: page_done(browser) > first, message="the done count on the page did not increase")
     wait_for(lambda: len(browser.find_elements(By.CSS_SELECTOR, "#nodes tbody tr")) == 2)
@@ -274,31 +288,44 @@ def test_control_page_shows_progress_pauses_and_resumes_the_run(browser, run, tm
     wait_for(lambda: page_state(browser) in ("ended", "disconnected"), 10, "the page missed the end of the run")
     assert not run.link.exists()  # the control link goes with the run
     wait_for(lambda: not processes_mentioning(run.run_id), 10, "processes of the run were left behind")
+    log_file = tmp_path / "run.log"
+    assert stat.S_IMODE(log_file.stat().st_mode) == 0o600
+    for text in (log_file.read_text(), run.err.read_text()):  # debug logging, access log included
+        assert "status page: 127.0.0.1" in text and "GET /?(query)" in text and "/api/status" in text
+        assert run.secret not in text
 
 
-def test_without_the_secret_there_are_no_buttons_and_control_is_refused(browser, run):
+def test_without_the_secret_nothing_is_shown_and_control_is_refused(browser, run):
+    cookie = {"Cookie": f"pastset-{urlsplit(run.url).port}={run.secret}"}
     for url in (run.url, run.url + "?token=wrong"):
         browser.get(url)
-        wait_for(lambda: page_state(browser) == "running", message="page never showed the run running")
-        assert browser.find_elements(By.TAG_NAME, "button") == []
-        assert browser.find_elements(By.ID, "controls") == []
+        assert "Forbidden" in browser.find_element(By.TAG_NAME, "h1").text
+        assert browser.find_elements(By.TAG_NAME, "button") == [] and browser.find_elements(By.ID, "state") == []
     for headers in ({}, {"X-PastSet-Token": "wrong"}, {"X-PastSet-Token": run.secret[:-1]}):
         for action in ("pause", "resume", "stop"):
             code, body = http(run.url + "api/" + action, "POST", headers)
             assert code == 403 and "forbidden" in json.loads(body)["error"]
-    code, body = http(run.url + "api/status")
-    assert code == 200 and run.secret not in body
-    data = json.loads(body)
-    assert data["run"] == run.run_id and data["status"]["state"] == "running" and len(data["clients"]) == 2
+        code, body = http(run.url + "api/status", headers=headers)  # hosts, pids, arguments: not for others
+        assert code == 403 and "forbidden" in json.loads(body)["error"] and run.run_id not in body
+        code, body = http(run.url, headers=headers)
+        assert code == 403 and "CONTROL" not in body and run.run_id not in body
+    assert http(run.url + "api/status?token=" + run.secret)[0] == 403  # the link opens the page, nothing else
+    code, body = http(run.url + "api/pause", "POST", cookie)  # a cookie alone cannot steer: a form could send it
+    assert code == 403 and "X-PastSet-Control" in body
+    for headers in ({"X-PastSet-Token": run.secret}, cookie):
+        code, body = http(run.url + "api/status", headers=headers)
+        assert code == 200 and run.secret not in body
+        data = json.loads(body)
+        assert data["run"] == run.run_id and data["status"]["state"] == "running" and len(data["clients"]) == 2
     assert {"host", "cores", "speed", "alive", "running", "done"} <= set(data["clients"][0])
     assert {"template", "first", "last", "delta", "stored"} <= set(data["elements"][0])
-    code, body = http(run.url)
-    assert code == 200 and run.secret not in body and "CONTROL = false" in body
+    code, body = http(run.url, headers=cookie)
+    assert code == 200 and run.secret not in body and "CONTROL = true" in body
     assert http(run.url + "nothing")[0] == 404 and "error" in json.loads(http(run.url + "nothing")[1])
     assert http(run.url + "api/pause")[0] == 405 and http(run.url + "api/status", "POST")[0] == 405
-    assert http(run.url + "api/status", headers={"Host": "rebound.example"})[0] == 403
-    assert page_state(browser) == "running"  # none of that paused or stopped anything
-    code, body = http(run.url + "api/stop", "POST", {"X-PastSet-Token": run.secret})
+    assert http(run.url + "api/status", headers={"Host": "rebound.example", **cookie})[0] == 403
+    assert not json.loads(http(run.url + "api/status", headers=cookie)[1])["paused"]  # nothing paused or stopped
+    code, body = http(run.url + "api/stop", "POST", {"X-PastSet-Control": "1", **cookie})
     assert code == 200 and json.loads(body)["state"] == "stopped" and run.secret not in body
     assert run.proc.wait(30) != 0
     log = run.err.read_text()
@@ -324,21 +351,35 @@ def test_stop_button_ends_the_run_after_confirmation(browser, run):
     wait_for(lambda: not processes_mentioning(run.run_id), 10, "processes of the run were left behind")
 
 
-def test_a_run_without_a_secret_can_be_watched_but_never_steered(tmp_path):
+def test_a_run_without_a_secret_shows_nothing_and_is_never_steered(tmp_path):
     scheduler = Scheduler(Space("nosecret", [str(tmp_path)]), check_apps=False)
     page = StatusPage(SchedulerService(scheduler), secret="").start()
     try:
         for token in ("", "anything"):
-            code, body = http(page.url + "api/pause", "POST", {"X-PastSet-Token": token})
+            code, body = http(page.url + "api/pause", "POST", {"X-PastSet-Token": token, "X-PastSet-Control": "1"})
             assert code == 403 and "no secret" in body
-        assert "CONTROL = false" in http(page.url + "?token=")[1]
-        code, body = http(page.url + "api/status")
-        assert code == 200 and json.loads(body)["status"]["state"] == "running"
-        assert http(page.url, "HEAD")[0] == 200 and http(page.url, "PUT")[0] == 405
+            assert http(page.url + "api/status", headers={"X-PastSet-Token": token})[0] == 403
+        code, body = http(page.url + "?token=")
+        assert code == 403 and "no secret" in body
+        assert http(page.url, "HEAD")[0] == 403 and http(page.url, "PUT")[0] == 405
         with socket.create_connection(("127.0.0.1", page.port), timeout=5) as sock:  # a body it must not wait for
             sock.sendall(b"POST /api/pause HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nContent-Length: -1\r\n\r\n" % page.port)
             assert sock.recv(100).startswith(b"HTTP/1.1 400")
         assert not scheduler.snapshot()["paused"]
+    finally:
+        page.close()
+        scheduler.end()
+
+
+def test_a_partial_request_is_cut_off_and_holds_nothing(tmp_path):
+    scheduler = Scheduler(Space("partial", [str(tmp_path)]), check_apps=False)
+    page = StatusPage(SchedulerService(scheduler), secret="s3cret", timeout=0.5).start()
+    try:
+        with socket.create_connection(("127.0.0.1", page.port), timeout=60) as sock:
+            sock.sendall(b"GET /api/status HTTP/1.1\r\nHost: 127.0.0.1")  # and never the rest
+            assert sock.recv(100) == b""  # the page closed it (without the timeout: blocked until ours)
+        headers = {"X-PastSet-Token": "s3cret"}
+        assert http(page.url + "api/status", headers=headers)[0] == 200  # and still serves others
     finally:
         page.close()
         scheduler.end()
