@@ -619,7 +619,7 @@ def is_this_host(host: str, names: set[str] | None = None, addresses: set[str] |
             parsed = ipaddress.ip_address(address)
         except ValueError:
             continue
-        if parsed.is_loopback or parsed.compressed in mine:
+        if parsed.compressed in mine:
             return True
         if not mine and not parsed.is_unspecified and _bindable(address):  # no /proc: binding tells
             return True
