@@ -28,7 +28,7 @@ def test_tasks_go_out_in_spawn_order_with_their_arguments(scheduler: Scheduler) 
 
 
 def test_an_app_outside_psbin_is_refused_naming_psbin(scheduler: Scheduler) -> None:
-    with pytest.raises(AppNotFoundError, match="not in PSBIN"):
+    with pytest.raises(AppNotFoundError, match="not a file inside PSBIN"):
         scheduler.spawn("nowhere.py")
     assert scheduler.snapshot()["tasks"] == []
 
