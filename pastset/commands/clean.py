@@ -76,7 +76,8 @@ def _clean_store(run_id: str, dry_run: bool, settings: Settings) -> int:
     """Remove the run's keys from the Redis store named by PSSTORE (if any)."""
     if not settings.PSSTORE:
         return 0
-    from pastset.transport.redis_store import Keys, connect, count_keys, parse_store, purge
+    from pastset.transport.redis_admin import count_keys, purge
+    from pastset.transport.redis_store import Keys, connect, parse_store
 
     try:
         address = parse_store(settings.PSSTORE)

@@ -37,13 +37,15 @@ from pastset.core.scheduler import Scheduler
 from pastset.core.space import Space
 from pastset.core.waits import Caller
 from pastset.errors import ConfigurationError, PastSetError, PastSetValueError
-from pastset.server.service import SchedulerService, SpaceService
+from pastset.server.scheduler_service import SchedulerService
+from pastset.server.service import SpaceService
 from pastset.settings import Settings
 from pastset.transport import tls
 from pastset.transport.channel import secret_matches
 from pastset.transport.channel_server import ChannelServer
 from pastset.transport.pyro_guard import GuardedDaemon
-from pastset.transport.redis_store import StoreAdmin, parse_store
+from pastset.transport.redis_admin import StoreAdmin
+from pastset.transport.redis_store import parse_store
 
 __all__ = ["SchedulerService", "Server", "SpaceService", "scheduler_name", "space_name"]
 

@@ -45,7 +45,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
-from typing import Any, Protocol
+from typing import Any
 
 from pastset.core.waiter import Waiter
 from pastset.core.waits import Caller
@@ -62,8 +62,9 @@ from pastset.transport.channel import (
     secret_matches,
 )
 from pastset.transport.poller import IN, OUT, Poller
+from pastset.transport.serving import Outcome, Pending, Reply, Service
 
-__all__ = ["LARGE", "ChannelServer", "Pending", "Reply", "Service"]
+__all__ = ["LARGE", "ChannelServer"]
 
 log = logging.getLogger(__name__)
 
@@ -77,55 +78,6 @@ _OUTQ = getattr(termios, "TIOCOUTQ", 0x5411)
 _INT = struct.Struct("i")
 _IN, _OUT = IN, OUT
 _Poller = Poller  # the name the loop's tests know
-
-
-class Reply:
-    """A reply ready to send: its parts, and the tuples it hands over (to give back if it never arrives)."""
-
-    __slots__ = ("parts", "taken")
-
-    def __init__(self, parts: list[bytes | memoryview], taken: tuple[Any, list[int], list[Any]] | None = None) -> None:
-        self.parts = parts
-        #: (element, indices, values) of an unindexed observe, None otherwise
-        self.taken = taken
-
-
-class Pending:
-    """A request queued on an element: its waiter, and when it gives up (monotonic, or None)."""
-
-    __slots__ = ("element", "until", "waiter")
-
-    def __init__(self, element: Any, waiter: Waiter) -> None:
-        self.element = element
-        self.waiter = waiter
-        self.until = None if waiter.timeout is None else time.monotonic() + max(0.0, waiter.timeout)
-
-
-#: What starting a request gives: a reply now, a queued waiter, or work for the pool.
-Outcome = Reply | Pending | Callable[[], "Reply"]
-
-
-class Hooks(Protocol):
-    """What a service's waiters are bound to: their connection."""
-
-    def notify(self, waiter: Waiter) -> None:
-        """The waiter completed (called under its element's lock, from any thread)."""
-
-    def alive(self) -> bool:
-        """False if the connection is known to be gone."""
-
-
-class Service(Protocol):
-    """The space a channel serves (pastset.server.service.SpaceService)."""
-
-    def start(self, caller: Caller, body: bytes, buffers: list[bytearray], hooks: Hooks) -> Outcome:
-        """Start one request without waiting."""
-
-    def finish(self, pending: Pending, caller: Caller) -> Outcome:
-        """The reply of a waiter that completed (or work for the pool that makes it)."""
-
-    def timed_out(self, pending: Pending) -> Reply:
-        """The reply of a waiter that gave up."""
 
 
 class _Link:
