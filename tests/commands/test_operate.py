@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import processes_mentioning
+from conftest import run_processes
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -307,6 +307,6 @@ def test_a_silent_client_is_given_up_on_and_its_task_reported_failed(bag):
 
 def assert_nothing_left(run_id: str) -> None:
     deadline = time.monotonic() + 10
-    while processes_mentioning(run_id) and time.monotonic() < deadline:
+    while run_processes(run_id) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert processes_mentioning(run_id) == []
+    assert run_processes(run_id) == []

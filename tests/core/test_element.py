@@ -453,10 +453,35 @@ def test_has_ready_waiter_tracks_satisfiable_blocked_calls():
     wait_until(lambda: w.blocked == 1)
     assert not e.has_ready_waiter()
     e.move((0, 0.0))
-    assert not e.has_ready_waiter()
-    e.move((1, 1.0))
+    assert not e.has_ready_waiter()  # index 1 does not exist yet
+    with e.lock:  # the blocked thread cannot wake while we hold the lock: it is ready, not gone
+        e.move((1, 1.0))
+        assert e.has_ready_waiter() is True
     t.join(5)
     assert not e.has_ready_waiter()
+
+
+def test_has_ready_waiter_sees_a_ready_observer_and_a_handed_mover():
+    e, w = element()
+    observer = start(e.observe)
+    wait_until(lambda: w.blocked == 1)
+    assert not e.has_ready_waiter()
+    with e.lock:
+        e.move((0, 0.0))
+        assert e.has_ready_waiter() is True
+    observer.join(5)
+    assert not e.has_ready_waiter()
+    e.delta(1)
+    e.move((1, 1.0))
+    mover = start(e.move, (2, 2.0))
+    wait_until(lambda: w.blocked == 1)
+    assert not e.has_ready_waiter()  # no room: the move cannot go on
+    with e.lock:
+        assert e.observe() == (1, 1.0)  # makes room: the blocked move is handed its place
+        assert e.has_ready_waiter() is True
+    mover.join(5)
+    assert not e.has_ready_waiter()
+    assert e.queued() == 0
 
 
 # ------------------------------------------------------------- batch calls

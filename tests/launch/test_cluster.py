@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -18,7 +19,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "infra"))
 
-from conftest import EXAMPLES, processes_mentioning
+from conftest import EXAMPLES, run_processes, wait_until_gone
 from netns_hosts import NetnsHosts
 
 pytestmark = [pytest.mark.netns, pytest.mark.timeout(180)]
@@ -40,17 +41,18 @@ def home(hosts: NetnsHosts, tmp_path: Path) -> Path:
     return tmp_path / "home"
 
 
-def pastset_processes() -> set[int]:
-    return {pid for pid, cmd in processes_mentioning("pastset.") if "pytest" not in cmd}
+def run_id_of(result: subprocess.CompletedProcess) -> str:
+    """The run id pypsrun logged (at debug level) for a run that has ended."""
+    found = re.search(r"run (\S+): server ready", result.stderr)
+    assert found, result.stderr[-2000:]
+    return found.group(1)
 
 
-def assert_none_left(before: set[int]) -> None:
-    """No pastset process beyond those already there (remote ones may take a moment to go)."""
-    deadline = time.monotonic() + 10
-    while not pastset_processes() <= before and time.monotonic() < deadline:
-        time.sleep(0.1)
-    left = [p for p in processes_mentioning("pastset.") if p[0] in pastset_processes() - before]
-    assert left == []
+def assert_none_left(result: subprocess.CompletedProcess) -> None:
+    """No process of that run is left, here or on a host (all hosts share this /proc; remote ones
+    may take a moment to go)."""
+    run_id = run_id_of(result)
+    assert wait_until_gone(lambda: run_processes(run_id)) == []
 
 
 def pypsrun(home: Path, app: Path, *args: str, timeout: float = 90, **env: str) -> subprocess.CompletedProcess:
@@ -89,20 +91,20 @@ WHEREAMI = (
 
 
 def test_pi_and_a_bag_of_tasks_across_three_hosts(hosts, home):
-    before = pastset_processes()
-    result = pypsrun(home, EXAMPLES / "mcpiserver.py", "3", "30", "20000")
-    assert result.returncode == 0, result.stderr
-    assert "Pi is found as 3.1" in result.stdout
-    assert "clients on: pst-h1, pst-h2, pst-h3" in result.stderr
+    pi = pypsrun(home, EXAMPLES / "mcpiserver.py", "3", "30", "20000", PSLOGLEVEL="debug")
+    assert pi.returncode == 0, pi.stderr
+    assert "Pi is found as 3.1" in pi.stdout
+    assert "clients on: pst-h1, pst-h2, pst-h3" in pi.stderr
     (home / "whereami.py").write_text(WHEREAMI)
     app = home / "hostnames.py"
     app.write_text(HOSTNAMES_APP)
-    result = pypsrun(home, app)
+    result = pypsrun(home, app, PSLOGLEVEL="debug")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["clients_on"] == ["pst-h1", "pst-h2", "pst-h3"]  # from the registered specs
     assert report["tasks_ran_on"] == ["pst-h1", "pst-h2", "pst-h3"]
-    assert_none_left(before)
+    assert_none_left(pi)
+    assert_none_left(result)
 
 
 def test_openssh_command_in_psssh_is_used(hosts, home):
@@ -143,11 +145,10 @@ def test_server_side_on_a_remote_master(hosts, home):
 
 
 def test_unreachable_host_fails_fast_naming_it(hosts, home):
-    before = pastset_processes()
     hosts[1].cut_off()
     try:
         start = time.monotonic()
-        result = pypsrun(home, EXAMPLES / "simple.py")
+        result = pypsrun(home, EXAMPLES / "simple.py", PSLOGLEVEL="debug")
         took = time.monotonic() - start
     finally:
         hosts[1].restore()
@@ -155,7 +156,7 @@ def test_unreachable_host_fails_fast_naming_it(hosts, home):
     assert "pst-h2" in result.stderr and "no answer" in result.stderr
     assert "0 1" not in result.stdout
     assert took < 30
-    assert_none_left(before)
+    assert_none_left(result)
 
 
 def test_unreachable_master_fails_naming_it(hosts, home):
@@ -207,11 +208,10 @@ def test_changed_host_key_is_refused(hosts, home, tmp_path):
 
 
 def test_host_without_pastset_is_named(hosts, home):
-    before = pastset_processes()
-    result = pypsrun(home, EXAMPLES / "simple.py", PSPYTHON="/usr/bin/python3")
+    result = pypsrun(home, EXAMPLES / "simple.py", PSPYTHON="/usr/bin/python3", PSLOGLEVEL="debug")
     assert result.returncode != 0
     assert "No module named" in result.stderr and "install pastset on that host" in result.stderr
-    assert_none_left(before)
+    assert_none_left(result)
 
 
 def test_host_without_python_is_named(hosts, home):
@@ -252,12 +252,12 @@ def test_pypsclean_ends_strays_on_every_host_by_run_identity(hosts, home):
             time.sleep(0.1)
         run_id = (home / "run-id").read_text()
         deadline = time.monotonic() + 30
-        while len([p for p in processes_mentioning(run_id) if "time.sleep(300)" in p[1]]) < 3:
+        while len([p for p in run_processes(run_id) if "time.sleep(300)" in p[1]]) < 3:
             assert time.monotonic() < deadline
             time.sleep(0.1)
         os.killpg(proc.pid, 9)  # pypsrun and the app die without cleaning up
         proc.wait()
-        strays = [p for p in processes_mentioning(run_id) if "time.sleep(300)" in p[1]]
+        strays = [p for p in run_processes(run_id) if "time.sleep(300)" in p[1]]
         assert len(strays) == 3  # detached into their own sessions: only pypsclean can find them
         cleaned = subprocess.run(
             [sys.executable, "-m", "pastset.commands.clean", "--run", run_id],
@@ -271,9 +271,9 @@ def test_pypsclean_ends_strays_on_every_host_by_run_identity(hosts, home):
         for host in ("pst-h1", "pst-h2", "pst-h3"):
             assert f"on {host}" in cleaned.stdout
         deadline = time.monotonic() + 10
-        while processes_mentioning(run_id) and time.monotonic() < deadline:
+        while run_processes(run_id) and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert processes_mentioning(run_id) == []
+        assert run_processes(run_id) == []
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, 9)

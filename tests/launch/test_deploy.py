@@ -23,7 +23,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "infra"))
 
-from conftest import EXAMPLES, processes_mentioning
+from conftest import EXAMPLES, processes_carrying
 from netns_hosts import NetnsHosts
 
 import pastset
@@ -194,7 +194,7 @@ def test_pypsrun_runs_the_clients_with_the_deployed_python(hosts, home, wheelhou
         python = deployments / host.name / VERSION / "bin" / "python"
         assert f": {python} -m pastset.commands.runner mcpiclient.py" in result.stderr, result.stderr
     deadline = time.monotonic() + 10  # nothing of this run is left: not here (HOME) nor on the hosts
-    while left := processes_mentioning(str(home)) + processes_mentioning(str(deployments)):
+    while left := processes_carrying(str(home)) + processes_carrying(str(deployments)):
         assert time.monotonic() < deadline, f"processes left behind: {left}"
         time.sleep(0.1)
 

@@ -23,7 +23,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from conftest import processes_mentioning
+from conftest import processes_carrying, run_processes
 from selenium import webdriver
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
@@ -160,9 +160,9 @@ class WebRun:
         run_id = getattr(self, "run_id", "")
         if run_id:
             deadline = time.monotonic() + 10
-            while processes_mentioning(run_id) and time.monotonic() < deadline:
+            while run_processes(run_id) and time.monotonic() < deadline:
                 time.sleep(0.05)
-            for pid, _ in processes_mentioning(run_id):  # only processes of this very run
+            for pid, _ in run_processes(run_id):  # only processes of this very run
                 os.kill(pid, signal.SIGKILL)
 
 
@@ -199,7 +199,7 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebDriver]:
         if service.process is not None and service.process.poll() is None:
             service.process.kill()
             service.process.wait()
-        for pid, _ in processes_mentioning(f"--user-data-dir={profile}"):  # only this profile's browser
+        for pid, _ in processes_carrying(f"--user-data-dir={profile}"):  # only this profile's browser
             os.kill(pid, signal.SIGKILL)
 
 
@@ -273,7 +273,7 @@ def test_control_page_shows_progress_pauses_and_resumes_the_run(browser, run, tm
     assert "all 40 jobs done" in run.out.read_text()
     wait_for(lambda: page_state(browser) in ("ended", "disconnected"), 10, "the page missed the end of the run")
     assert not run.link.exists()  # the control link goes with the run
-    wait_for(lambda: not processes_mentioning(run.run_id), 10, "processes of the run were left behind")
+    wait_for(lambda: not run_processes(run.run_id), 10, "processes of the run were left behind")
 
 
 def test_without_the_secret_there_are_no_buttons_and_control_is_refused(browser, run):
@@ -321,7 +321,7 @@ def test_stop_button_ends_the_run_after_confirmation(browser, run):
     assert run.proc.wait(30) != 0
     assert "stopped from the status page" in run.err.read_text()
     assert "jobs done" not in run.out.read_text()
-    wait_for(lambda: not processes_mentioning(run.run_id), 10, "processes of the run were left behind")
+    wait_for(lambda: not run_processes(run.run_id), 10, "processes of the run were left behind")
 
 
 def test_a_run_without_a_secret_can_be_watched_but_never_steered(tmp_path):

@@ -21,7 +21,7 @@ import Pyro5.core
 import Pyro5.protocol
 import Pyro5.serializers
 import pytest
-from conftest import EXAMPLES, RunningServer, processes_mentioning, start_server, stop_server
+from conftest import EXAMPLES, RunningServer, processes_carrying, start_server, stop_server
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -145,9 +145,9 @@ def certs(tmp_path: Path) -> Iterator[Certs]:
     finally:
         marker = str(made.folder)  # in the environment of every process of the test's runs
         deadline = time.monotonic() + 10
-        while processes_mentioning(marker) and time.monotonic() < deadline:
+        while processes_carrying(marker) and time.monotonic() < deadline:
             time.sleep(0.05)
-        left = processes_mentioning(marker)
+        left = processes_carrying(marker)
         for pid, _ in left:  # ours: they carry this test's certificate paths
             try:
                 os.kill(pid, 9)
