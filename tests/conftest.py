@@ -37,11 +37,22 @@ class RunningServer:
         return env
 
 
-def start_server(psbin: Path, *args: str, run: str | None = None, secret: str = "", store: str = "") -> RunningServer:
-    """Start ``pypsscheduler --ready`` and wait for its READY line (no sleeps)."""
+def start_server(
+    psbin: Path,
+    *args: str,
+    run: str | None = None,
+    secret: str = "",
+    store: str = "",
+    python: str = sys.executable,
+    env: dict[str, str] | None = None,
+) -> RunningServer:
+    """Start ``pypsscheduler --ready`` and wait for its READY line (no sleeps).
+
+    ``python`` runs it (a wrapper such as strace may stand in); ``env`` adds settings.
+    """
     run = run or f"test-{uuid.uuid4().hex[:8]}"
     cmd = [
-        sys.executable,
+        python,
         "-m",
         "pastset.commands.server",
         "--scheduler",
@@ -54,8 +65,8 @@ def start_server(psbin: Path, *args: str, run: str | None = None, secret: str = 
         "--ready",
         *args,
     ]
-    env = dict(os.environ, PSBIN=str(psbin), PSSECRET=secret, PSSTORE=store)
-    proc = subprocess.Popen(cmd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True)
+    environ = dict(os.environ, PSBIN=str(psbin), PSSECRET=secret, PSSTORE=store, **(env or {}))
+    proc = subprocess.Popen(cmd, env=environ, stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True)
     assert proc.stdout is not None
     ready, _, _ = select.select([proc.stdout], [], [], 30)
     line = proc.stdout.readline().decode() if ready else ""
