@@ -234,7 +234,8 @@ def test_500_files_on_three_hosts_copy_mode_kill_pause_stop_restart(tmp_path):
         def wait_for(predicate, timeout: float = 60) -> None:
             deadline = time.monotonic() + timeout
             while not predicate():
-                assert time.monotonic() < deadline
+                assert proc.poll() is None, proc.communicate()[1][-3000:]
+                assert time.monotonic() < deadline, f"not reached in {timeout} s; {count()} results"
                 time.sleep(0.05)
 
         proc = start()
