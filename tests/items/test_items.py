@@ -243,6 +243,7 @@ def test_500_files_on_three_hosts_copy_mode_kill_pause_stop_restart(tmp_path):
             wait_for(lambda: count() >= 40)
             (record,) = [json.loads(f.read_text()) for f in (tmp_path / "rt").glob("**/runs/*.json")]
             run_id = record["run"]
+            assert "ns" in record, record
             watch = pastset.PastSet(run=run_id, ns=record["ns"], secret=record["secret"])
             jobs = watch.enter(JOBS)  # the run's own element: first, last and indexed reads take nothing
             assert jobs.last() == 500  # every item moved once, no hand-back yet
