@@ -167,7 +167,7 @@ def test_remote_processes_prefer_the_deployed_environment(tmp_path):
 
 # --------------------------------------------------------------------- hosts
 @pytest.mark.netns
-def test_deploy_to_three_hosts_and_again_is_quick(hosts, home, wheelhouse, deployments, capsys):
+def test_deploy_to_three_hosts_and_again_is_quick(hosts, home, wheelhouse, deployments, seen_by_hosts, capsys):
     assert command(capsys, erase_main)[0] == 0  # start from nothing
     code, status, err = command(capsys, main, "--wheelhouse", str(wheelhouse.path))
     assert code == 0, err
@@ -224,7 +224,7 @@ def test_erase_removes_only_what_deploy_made_and_again_is_harmless(
         code, status, err = command(capsys, erase_main, "--all")
         assert code == 0, err
         for host in hosts:
-            venv = deployments / host.name / VERSION
+            venv = seen_by_hosts / host.name / VERSION
             assert status[host.name].state == "ok"
             assert status[host.name].detail.startswith(f"removed {venv}"), err
             assert on_host(host, f"test -e {venv}").returncode == 1
