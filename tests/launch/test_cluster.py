@@ -9,6 +9,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -436,3 +437,58 @@ def test_blocked_caller_learns_of_an_unreachable_server_in_bounded_time(hosts, t
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
+
+
+def test_the_secret_is_on_no_command_line_of_the_run_on_any_host(hosts, home, tmp_path):
+    """Every process of the run, here and on each host (the hosts share this /proc), is read while
+    the run is live: the run's secret is in none of their command lines."""
+    started, go = tmp_path / "run", tmp_path / "go"
+    (home / "waiter.py").write_text(
+        "import os, pathlib, socket, time, pastset\n"
+        "pastset.PastSet().enter(('up', str)).move((socket.gethostname(),))\n"
+        f"while not os.path.exists({str(go)!r}):\n    time.sleep(0.05)\n"
+    )
+    app = home / "secretapp.py"
+    app.write_text(
+        "import os, pathlib, pastset\n"
+        "p = pastset.PastSet()\n"
+        "for _ in range(3):\n    p.spawn('waiter.py')\n"
+        "up = sorted(p.enter(('up', str)).observe()[0] for _ in range(3))\n"
+        f"pathlib.Path({str(started)!r}).write_text(os.environ['PSRUN'])\n"
+        "print(up)\n"
+    )
+    runtime = tmp_path / "runtime"
+    runtime.mkdir(mode=0o700)
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("PS")}
+    environ.update(HOME=str(home), PSHOSTS=str(home / "hosts"), XDG_RUNTIME_DIR=str(runtime))
+    run = subprocess.Popen(
+        [sys.executable, "-m", "pastset.commands.run", str(app)],
+        env=environ,
+        cwd=home,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while not started.exists():
+            assert run.poll() is None and time.monotonic() < deadline, run.communicate()[1][-3000:]
+            time.sleep(0.05)
+        run_id = started.read_text()
+        (record,) = [json.loads(p.read_text()) for p in runtime.rglob(f"{run_id}.json")]
+        secret = record["secret"]
+        assert len(secret) >= 16
+        processes = run_processes(run_id)
+        remote = [cmd for _, cmd in processes if "pastset.commands.remote" in cmd or "waiter.py" in cmd]
+        assert len(remote) >= 3, processes  # the run's processes on the hosts are among those read
+        assert [cmd for _, cmd in processes if secret in cmd] == []
+        go.write_text("")
+        out, err = run.communicate(timeout=90)
+        assert run.returncode == 0, err[-3000:]
+        assert out.strip() == str([h.name for h in hosts])
+    finally:
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+            run.wait()
+    assert wait_until_gone(lambda: run_processes(run_id)) == []

@@ -173,12 +173,13 @@ def test_deploy_to_three_hosts_and_again_is_quick(hosts, home, wheelhouse, deplo
     assert code == 0, err
     assert sorted(status) == [h.name for h in hosts]
     for host in hosts:
-        venv = deployments / host.name / VERSION
+        venv = seen_by_hosts / host.name / VERSION  # as the host names it
         assert status[host.name].state == "ok", err
         assert status[host.name].detail == f"installed pastset {VERSION} in {venv}"
         check = on_host(host, f"{venv}/bin/python -I -c 'import pastset, sys; print(pastset.__version__, sys.prefix)'")
         assert check.stdout.split() == [VERSION, str(venv)], check.stderr
-        assert not (venv / "wheels").exists()  # the copied wheels are gone once installed
+        assert (deployments / host.name / VERSION / "bin").is_dir()  # it is in our temporary directory
+        assert not (deployments / host.name / VERSION / "wheels").exists()  # the copied wheels are gone
     start = time.monotonic()
     code, status, err = command(capsys, main, "--wheelhouse", str(wheelhouse.path))
     took = time.monotonic() - start
