@@ -17,9 +17,7 @@ from pathlib import Path
 import pytest
 from conftest import run_processes
 
-import pastset
 from pastset.entrypoints import MODULES
-from pastset.items.plan import JOBS
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -198,7 +196,7 @@ def test_500_files_on_three_hosts_copy_mode_kill_pause_stop_restart(tmp_path):
         "--",
         "sleep 0.03; tr a-z A-Z < {} > upper.txt; cat upper.txt; pwd",
     ]
-    with NetnsHosts(n=3, prefix="pit") as hosts:
+    with NetnsHosts(n=3, prefix=PREFIX) as hosts:
         home = tmp_path / "home"
         (home / ".ssh").mkdir(parents=True)
         shutil.copy(hosts.ssh_config, home / ".ssh" / "config")
@@ -243,32 +241,32 @@ def test_500_files_on_three_hosts_copy_mode_kill_pause_stop_restart(tmp_path):
             wait_for(lambda: count() >= 40)
             (record,) = [json.loads(f.read_text()) for f in (tmp_path / "rt").glob("**/runs/*.json")]
             run_id = record["run"]
-            assert "ns" in record, record
-            watch = pastset.PastSet(run=run_id, ns=record["ns"], secret=record["secret"])
-            jobs = watch.enter(JOBS)  # the run's own element: first, last and indexed reads take nothing
-            assert jobs.last() == 500  # every item moved once, no hand-back yet
-            # a worker of this run is killed mid-item: the item it holds goes back and another worker does it
-            victims = [pid for pid, cmd in run_processes(run_id) if MODULES["items_worker"] in cmd]
-            assert victims
-            os.kill(victims[0], signal.SIGKILL)
-            wait_for(lambda: jobs.last() == 501)  # its leased item, handed back as a new tuple
-            handed, _ = jobs.observe(500)
-            wait_for(lambda: (base.glob(f"*/results/{handed}.json") and True) or False)  # done in this same run
 
             def element(name: str) -> dict:
                 (row,) = [e for e in json.loads(manage("elements", "--json", "--run", run_id)) if name in e["template"]]
                 return row
 
+            assert element("pypsitems.job")["last"] == 500  # every item moved once, no hand-back yet
+            # a worker of this run is killed mid-item: the item it holds is handed back, in this same run
+            victims = [pid for pid, cmd in run_processes(run_id) if MODULES["items_worker"] in cmd]
+            assert victims
+            os.kill(victims[0], signal.SIGKILL)
+            wait_for(lambda: element("pypsitems.job")["last"] == 501)  # its leased item, as a new tuple
+
             # pause: once the items in hand are done, no worker takes another
             assert "paused" in manage("pause", "--run", run_id)
-            taken = jobs.first()
-            # every item taken is acknowledged with its result, but the killed worker's first take
-            wait_for(lambda: element("pypsitems.result")["last"] == taken - 1)
-            assert jobs.first() == taken, "a worker took an item while the run was paused"
+            taken = element("pypsitems.job")["first"]
+
+            def blocked() -> int:
+                return sum(e["blocked"] for e in json.loads(manage("elements", "--json", "--run", run_id)))
+
+            # every worker left, and the app, end up blocked (in copy mode an item in hand waits for
+            # its paused staging reply): from then on nothing can move while the pause lasts
+            wait_for(lambda: blocked() >= len(victims))
+            assert element("pypsitems.job")["first"] == taken, "a worker took an item while the run was paused"
             held = count()
             assert "resumed" in manage("resume", "--run", run_id)
             wait_for(lambda: count() >= held + 40)
-            watch.close()
             # stop in the middle ...
             assert "stopped" in manage("stop", "--run", run_id)
             proc.wait(60)
