@@ -127,7 +127,7 @@ def bag(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def live(bag: Path) -> Iterator[LiveRun]:
-    run = LiveRun(bag, "bag.py", "30", "0.15", PSPROCS="2")
+    run = LiveRun(bag, "bag.py", "30", "0.3", PSPROCS="2")
     try:
         yield run
     finally:
@@ -162,7 +162,7 @@ def test_pause_stops_the_work_and_resume_finishes_it(live):
     live.wait_done(3)
     paused = live.manage("pause")
     assert paused.returncode == 0 and "paused" in paused.stdout
-    taken = live.wait_quiet_after_pause()  # the items in hand (0.15 s each) finish
+    taken = live.wait_quiet_after_pause()  # the items in hand (0.3 s each) finish
     assert live.element("done")["last"] == taken
     assert live.element("jobs")["first"] == taken < 30, "a worker took an item while paused"
     assert live.snapshot("status")["state"] == "paused"
@@ -205,8 +205,8 @@ def test_top_draws_hosts_tasks_and_elements(live):
 
 
 def test_two_runs_at_once_do_not_interfere_and_are_chosen_by_name(bag):
-    first = LiveRun(bag, "bag.py", "12", "1.0", PSPROCS="2")
-    second = LiveRun(bag, "bag.py", "12", "1.0", PSPROCS="2")
+    first = LiveRun(bag, "bag.py", "12", "2.0", PSPROCS="2")
+    second = LiveRun(bag, "bag.py", "12", "2.0", PSPROCS="2")
     try:
         assert first.run_id != second.run_id
         ambiguous = subprocess.run(
@@ -226,7 +226,6 @@ def test_two_runs_at_once_do_not_interfere_and_are_chosen_by_name(bag):
                 assert time.monotonic() < deadline, jobs
                 time.sleep(0.05)
             assert jobs["last"] == 12, f"run {run.run_id} sees the other run's jobs: {jobs}"
-            assert run.element("done")["last"] <= 12
         assert first.proc.wait(30) == 0 and second.proc.wait(30) == 0
         assert first.done() == 12 and second.done() == 12  # each got exactly its own results
     finally:
