@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import select
 import subprocess
 import sys
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,11 +37,22 @@ class RunningServer:
         return env
 
 
-def start_server(psbin: Path, *args: str, run: str | None = None, secret: str = "", store: str = "") -> RunningServer:
-    """Start ``pypsscheduler --ready`` and wait for its READY line (no sleeps)."""
+def start_server(
+    psbin: Path,
+    *args: str,
+    run: str | None = None,
+    secret: str = "",
+    store: str = "",
+    python: str = sys.executable,
+    env: dict[str, str] | None = None,
+) -> RunningServer:
+    """Start ``pypsscheduler --ready`` and wait for its READY line (no sleeps).
+
+    ``python`` runs it (a wrapper such as strace may stand in); ``env`` adds settings.
+    """
     run = run or f"test-{uuid.uuid4().hex[:8]}"
     cmd = [
-        sys.executable,
+        python,
         "-m",
         "pastset.commands.server",
         "--scheduler",
@@ -52,8 +65,8 @@ def start_server(psbin: Path, *args: str, run: str | None = None, secret: str = 
         "--ready",
         *args,
     ]
-    env = dict(os.environ, PSBIN=str(psbin), PSSECRET=secret, PSSTORE=store)
-    proc = subprocess.Popen(cmd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True)
+    environ = dict(os.environ, PSBIN=str(psbin), PSSECRET=secret, PSSTORE=store, **(env or {}))
+    proc = subprocess.Popen(cmd, env=environ, stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True)
     assert proc.stdout is not None
     ready, _, _ = select.select([proc.stdout], [], [], 30)
     line = proc.stdout.readline().decode() if ready else ""
@@ -174,21 +187,76 @@ def store_server(
     yield from _serve(tmp_path, monkeypatch, store_url(request, request.param))
 
 
-def processes_mentioning(text: str) -> list[tuple[int, str]]:
-    """Live processes whose command line or environment mentions ``text``."""
+def _process_text(entry: Path) -> tuple[list[str], list[str], str] | None:
+    """argv, environment entries and state of a live process, or None if gone or a zombie."""
+    try:
+        argv = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
+        environ = (entry / "environ").read_bytes().decode(errors="replace").split("\0")
+        stat = (entry / "stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rpartition(")")[2].split()
+    if fields[0] == "Z":
+        return None  # a zombie waiting for its parent (this test) to reap it
+    return argv, environ, fields[3]  # fields[3]: the session id
+
+
+def processes_carrying(marker: str) -> list[tuple[int, str]]:
+    """Live processes that carry ``marker``, something only this test's processes have.
+
+    ``marker`` must be unique to the test: a run id (in every run process's
+    environment as ``PSRUN`` or on its command line after ``--run``), or a path
+    inside the test's own temporary directory.  It is never a program name:
+    other people's processes on the machine are not ours to look at or end.
+    """
+    if len(marker) < 8:
+        raise ValueError(f"{marker!r} is too short to be unique to one test")
     found = []
     me = os.getpid()
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == me:
             continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            environ = (entry / "environ").read_bytes().decode(errors="replace")
-            stat = (entry / "stat").read_text()
-        except OSError:
+        seen = _process_text(entry)
+        if seen is None:
             continue
-        if stat.split(")")[-1].split()[0] == "Z":
-            continue  # a zombie waiting for its parent (this test) to reap it
-        if text in cmdline or text in environ:
-            found.append((int(entry.name), cmdline.strip()))
+        argv, environ, _ = seen
+        if any(marker in word for word in argv) or any(marker in pair for pair in environ):
+            found.append((int(entry.name), " ".join(argv).strip()))
     return found
+
+
+def run_processes(run_id: str) -> list[tuple[int, str]]:
+    """Live processes of run ``run_id``: ``PSRUN=<run_id>`` in the environment or ``--run <run_id>`` in argv."""
+    found = []
+    me = os.getpid()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == me:
+            continue
+        seen = _process_text(entry)
+        if seen is None:
+            continue
+        argv, environ, _ = seen
+        if f"PSRUN={run_id}" in environ or any(a == "--run" and b == run_id for a, b in itertools.pairwise(argv)):
+            found.append((int(entry.name), " ".join(argv).strip()))
+    return found
+
+
+def session_processes(sid: int) -> list[tuple[int, str]]:
+    """Live processes in session ``sid``: what a test started with ``start_new_session=True``
+    (its pid is the session id) and everything that inherited the session from it."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        seen = _process_text(entry)
+        if seen is not None and seen[2] == str(sid):
+            found.append((int(entry.name), " ".join(seen[0]).strip()))
+    return found
+
+
+def wait_until_gone(find: Callable[[], list[tuple[int, str]]], timeout: float = 10) -> list[tuple[int, str]]:
+    """Poll ``find`` until it finds nothing or ``timeout`` passes; returns what is left."""
+    deadline = time.monotonic() + timeout
+    while (left := find()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return left

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import processes_mentioning
+from conftest import run_processes
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -89,6 +89,23 @@ class LiveRun:
         assert result.returncode == 0, result.stderr
         return json.loads(result.stdout)
 
+    def element(self, name: str) -> dict:
+        """The row of the run's element whose template names ``name``."""
+        (row,) = [e for e in self.snapshot("elements") if f"'{name}'" in e["template"]]
+        return row
+
+    def wait_quiet_after_pause(self, timeout: float = 30) -> int:
+        """After a pause of 'jobs': wait until every job taken is done; return how many were taken.
+
+        The server's own counters say it: 'jobs' first (taken) equals 'done' last (finished).
+        """
+        deadline = time.monotonic() + timeout
+        taken = self.element("jobs")["first"]
+        while self.element("done")["last"] < taken:
+            assert time.monotonic() < deadline, "the items in hand did not finish"
+            time.sleep(0.05)
+        return taken
+
     def wait_done(self, count: int, timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout
         while self.done() < count:
@@ -110,7 +127,7 @@ def bag(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def live(bag: Path) -> Iterator[LiveRun]:
-    run = LiveRun(bag, "bag.py", "30", "0.15", PSPROCS="2")
+    run = LiveRun(bag, "bag.py", "30", "0.3", PSPROCS="2")
     try:
         yield run
     finally:
@@ -145,10 +162,9 @@ def test_pause_stops_the_work_and_resume_finishes_it(live):
     live.wait_done(3)
     paused = live.manage("pause")
     assert paused.returncode == 0 and "paused" in paused.stdout
-    time.sleep(0.6)  # the items in hand (0.15 s each) finish
-    held = live.done()
-    time.sleep(1.5)
-    assert live.done() == held  # no worker took a next item
+    taken = live.wait_quiet_after_pause()  # the items in hand (0.3 s each) finish
+    assert live.element("done")["last"] == taken
+    assert live.element("jobs")["first"] == taken < 30, "a worker took an item while paused"
     assert live.snapshot("status")["state"] == "paused"
     assert live.manage("resume").returncode == 0
     live.wait_done(30)
@@ -160,10 +176,9 @@ def test_pausing_one_element_leaves_the_others(live):
     live.wait_done(2)
     result = live.manage("pause", "jobs")
     assert "elements 1" in result.stdout
-    time.sleep(0.6)
-    held = live.done()
-    time.sleep(1.0)
-    assert live.done() == held
+    taken = live.wait_quiet_after_pause()
+    live.wait_done(taken)  # 'done' is not paused: the app still sees every result
+    assert live.element("jobs")["first"] == taken < 30, "a worker took an item while 'jobs' was paused"
     assert live.snapshot("status")["state"] == "running"  # only one element is held
     live.manage("resume", "jobs")
     live.wait_done(30)
@@ -190,8 +205,8 @@ def test_top_draws_hosts_tasks_and_elements(live):
 
 
 def test_two_runs_at_once_do_not_interfere_and_are_chosen_by_name(bag):
-    first = LiveRun(bag, "bag.py", "12", "0.4", PSPROCS="2")
-    second = LiveRun(bag, "bag.py", "12", "0.4", PSPROCS="2")
+    first = LiveRun(bag, "bag.py", "12", "2.0", PSPROCS="2")
+    second = LiveRun(bag, "bag.py", "12", "2.0", PSPROCS="2")
     try:
         assert first.run_id != second.run_id
         ambiguous = subprocess.run(
@@ -204,6 +219,13 @@ def test_two_runs_at_once_do_not_interfere_and_are_chosen_by_name(bag):
         assert ambiguous.returncode == 1 and "choose one with --run" in ambiguous.stderr
         assert first.snapshot("status")["run"] == first.run_id
         assert second.snapshot("status")["run"] == second.run_id
+        # Both apps have moved their 12 jobs: each run's element holds its own 12, not 24.
+        for run in (first, second):
+            deadline = time.monotonic() + 20
+            while (jobs := run.element("jobs"))["last"] < 12:
+                assert time.monotonic() < deadline, jobs
+                time.sleep(0.05)
+            assert jobs["last"] == 12, f"run {run.run_id} sees the other run's jobs: {jobs}"
         assert first.proc.wait(30) == 0 and second.proc.wait(30) == 0
         assert first.done() == 12 and second.done() == 12  # each got exactly its own results
     finally:
@@ -301,12 +323,27 @@ def test_a_silent_client_is_given_up_on_and_its_task_reported_failed(bag):
             assert detected < 5
         finally:
             os.kill(victim["pid"], signal.SIGCONT)
+        # Woken, the client hears at its next heartbeat that the run gave up on it, and stops.
+        deadline = time.monotonic() + 4 * 2  # a few heartbeats (PSDEADTIME / 4 apart)
+        while alive(victim["pid"]):
+            assert time.monotonic() < deadline, "a client the run gave up on went on running"
+            time.sleep(0.05)
+        assert run.snapshot("status")["state"] == "running"  # the run itself goes on
     finally:
         run.close()
 
 
+def alive(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie waiting to be reaped has stopped)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
 def assert_nothing_left(run_id: str) -> None:
     deadline = time.monotonic() + 10
-    while processes_mentioning(run_id) and time.monotonic() < deadline:
+    while run_processes(run_id) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert processes_mentioning(run_id) == []
+    assert run_processes(run_id) == []

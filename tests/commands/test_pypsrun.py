@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import processes_mentioning
+from conftest import run_processes
 
 from pastset.commands import run as pypsrun
 
@@ -45,9 +45,9 @@ def run_ids(stderr_or_path: str) -> list[str]:
 
 def assert_nothing_left(run_id: str) -> None:
     deadline = time.monotonic() + 5
-    while processes_mentioning(run_id) and time.monotonic() < deadline:
+    while run_processes(run_id) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert processes_mentioning(run_id) == []
+    assert run_processes(run_id) == []
 
 
 PRINT_RUN = "import os, sys\nprint('RUN', os.environ['PSRUN'], file=sys.stderr, flush=True)\n"
@@ -211,16 +211,16 @@ def test_sigkill_of_pypsrun_takes_the_whole_run_down(tmp_path):
             assert time.monotonic() < deadline
             time.sleep(0.05)
         run_id = ready.read_text()
-        assert len(processes_mentioning(run_id)) >= 4  # server, client, task, app
+        assert len(run_processes(run_id)) >= 4  # server, client, task, app
         proc.kill()  # pypsrun itself, no chance to clean up
         proc.wait()
         deadline = time.monotonic() + 15
-        while [p for p in processes_mentioning(run_id) if "sleeper.py" not in p[1]]:
-            assert time.monotonic() < deadline, processes_mentioning(run_id)
+        while [p for p in run_processes(run_id) if "sleeper.py" not in p[1]]:
+            assert time.monotonic() < deadline, run_processes(run_id)
             time.sleep(0.1)
         # The app itself is the user's program and outlives a killed pypsrun, as it would
         # under a shell; pypsclean finds the stale run by its identity and ends it.
-        assert [p for p in processes_mentioning(run_id) if "sleeper.py" in p[1]]
+        assert [p for p in run_processes(run_id) if "sleeper.py" in p[1]]
         listing = subprocess.run(
             [sys.executable, "-m", "pastset.commands.clean", "--dry-run"], capture_output=True, text=True, timeout=30
         )

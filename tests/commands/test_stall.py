@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import processes_mentioning
+from conftest import run_processes
 
 from pastset.core.stall import STALLED_STATUS
 
@@ -126,9 +126,9 @@ def reported(run: Run, blocked_line: str = "BLOCKING") -> int:
 def nothing_left(run: Run) -> None:
     run_id = next(line.split()[1] for _, line in run.lines if line.startswith("RUN "))
     deadline = time.monotonic() + 10
-    while processes_mentioning(run_id) and time.monotonic() < deadline:
+    while run_processes(run_id) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert processes_mentioning(run_id) == []
+    assert run_processes(run_id) == []
 
 
 def waiting_rows(run: Run, until, timeout: float = 30) -> list[dict]:

@@ -446,17 +446,36 @@ def test_pause_holds_unindexed_observes_only():
     assert got == [(0, 0.0)]
 
 
-def test_has_ready_waiter_tracks_satisfiable_blocked_calls():
-    e, w = element()
-    assert not e.has_ready_waiter()
+def test_a_satisfiable_waiter_is_served_at_once_so_none_is_ever_left_ready():
+    """has_ready_waiter() asks whether a blocked call could go on but has not: the element hands a
+    tuple (or a place) to its waiters in the same step that makes it possible, so after every
+    operation the answer is False, while queued() shows the calls really were waiting."""
+    e, _ = element()
     t = start(e.observe, 1)
-    wait_until(lambda: w.blocked == 1)
-    assert not e.has_ready_waiter()
+    wait_until(lambda: e.queued() == 1)
     e.move((0, 0.0))
-    assert not e.has_ready_waiter()
-    e.move((1, 1.0))
+    assert e.queued() == 1 and not e.has_ready_waiter()  # index 1 does not exist yet
+    with e.lock:  # even before the waiting thread can run again, it has been served
+        e.move((1, 1.0))
+        assert e.queued() == 0 and not e.has_ready_waiter()
     t.join(5)
-    assert not e.has_ready_waiter()
+    e.pause(True)
+    observer = start(e.observe)
+    wait_until(lambda: e.queued() == 1)
+    assert not e.has_ready_waiter()  # a tuple is there, but the element is paused
+    with e.lock:
+        e.pause(False)
+        assert e.queued() == 0 and not e.has_ready_waiter()
+    observer.join(5)
+    e.delta(1)  # (1, 1.0) is still unobserved: the element is full
+    mover = start(e.move, (4, 4.0))
+    wait_until(lambda: e.queued() == 1)
+    assert not e.has_ready_waiter()  # no room: the move cannot go on
+    with e.lock:
+        e.delta(5)  # room: the blocked move is given its place in the same step
+        assert e.queued() == 0 and not e.has_ready_waiter()
+    mover.join(5)
+    assert e.last() == 3
 
 
 # ------------------------------------------------------------- batch calls

@@ -10,13 +10,19 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections import Counter
 from pathlib import Path
 
 import pytest
-from conftest import processes_mentioning
+from conftest import run_processes
+
+from pastset.entrypoints import MODULES
 
 pytestmark = pytest.mark.timeout(240)
+
+#: host names and namespaces of this copy of the suite only (another copy may run at once)
+PREFIX = f"i{uuid.uuid4().hex[:5]}"
 
 
 def pypsitems(*args: str, cwd: Path, timeout: float = 120, **env: str) -> subprocess.CompletedProcess:
@@ -190,7 +196,7 @@ def test_500_files_on_three_hosts_copy_mode_kill_pause_stop_restart(tmp_path):
         "--",
         "sleep 0.03; tr a-z A-Z < {} > upper.txt; cat upper.txt; pwd",
     ]
-    with NetnsHosts(n=3, prefix="pit") as hosts:
+    with NetnsHosts(n=3, prefix=PREFIX) as hosts:
         home = tmp_path / "home"
         (home / ".ssh").mkdir(parents=True)
         shutil.copy(hosts.ssh_config, home / ".ssh" / "config")
@@ -226,26 +232,43 @@ def test_500_files_on_three_hosts_copy_mode_kill_pause_stop_restart(tmp_path):
         def wait_for(predicate, timeout: float = 60) -> None:
             deadline = time.monotonic() + timeout
             while not predicate():
-                assert time.monotonic() < deadline
+                assert proc.poll() is None, proc.communicate()[1][-3000:]
+                assert time.monotonic() < deadline, f"not reached in {timeout} s; {count()} results"
                 time.sleep(0.05)
 
         proc = start()
         try:
             wait_for(lambda: count() >= 40)
-            # a worker is killed mid-run: its item in hand goes to another worker
-            victims = [pid for pid, cmd in processes_mentioning("pastset.commands.items_worker") if "pit-" not in cmd]
+            (record,) = [json.loads(f.read_text()) for f in (tmp_path / "rt").glob("**/runs/*.json")]
+            run_id = record["run"]
+
+            def element(name: str) -> dict:
+                (row,) = [e for e in json.loads(manage("elements", "--json", "--run", run_id)) if name in e["template"]]
+                return row
+
+            assert element("pypsitems.job")["last"] == 500  # every item moved once, no hand-back yet
+            # a worker of this run is killed mid-item: the item it holds is handed back, in this same run
+            victims = [pid for pid, cmd in run_processes(run_id) if MODULES["items_worker"] in cmd]
             assert victims
             os.kill(victims[0], signal.SIGKILL)
-            # pause: progress stops within one item's time; resume: it goes on
-            assert "paused" in manage("pause")
-            time.sleep(0.5)
+            wait_for(lambda: element("pypsitems.job")["last"] == 501)  # its leased item, as a new tuple
+
+            # pause: once the items in hand are done, no worker takes another
+            assert "paused" in manage("pause", "--run", run_id)
+            taken = element("pypsitems.job")["first"]
+
+            def blocked() -> int:
+                return sum(e["waiting"] for e in json.loads(manage("elements", "--json", "--run", run_id)))
+
+            # every worker left, and the app, end up blocked (in copy mode an item in hand waits for
+            # its paused staging reply): from then on nothing can move while the pause lasts
+            wait_for(lambda: blocked() >= len(victims))
+            assert element("pypsitems.job")["first"] == taken, "a worker took an item while the run was paused"
             held = count()
-            time.sleep(1.0)
-            assert count() == held
-            assert "resumed" in manage("resume")
+            assert "resumed" in manage("resume", "--run", run_id)
             wait_for(lambda: count() >= held + 40)
             # stop in the middle ...
-            assert "stopped" in manage("stop")
+            assert "stopped" in manage("stop", "--run", run_id)
             proc.wait(60)
             assert proc.returncode != 0
             partial = count()
@@ -271,7 +294,7 @@ def test_500_files_on_three_hosts_copy_mode_kill_pause_stop_restart(tmp_path):
         assert lines[0] + "\n" == expected  # computed from the item's content, on a node
         assert lines[1].startswith("/tmp/pastset-items-")  # in a work directory the file was copied to
         assert (folder / "outputs" / str(index) / "upper.txt").read_text() == expected  # copied back
-        assert r["host"].startswith("pit-h")
+        assert r["host"].startswith(f"{PREFIX}-h")
     logged = Counter()
     for log in (folder / "sessions").glob("*.log"):
         for line in log.read_text().splitlines():

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -18,7 +20,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "infra"))
 
-from conftest import EXAMPLES, processes_mentioning
+from conftest import EXAMPLES, processes_carrying, run_processes, wait_until_gone
 from netns_hosts import NetnsHosts
 
 pytestmark = [pytest.mark.netns, pytest.mark.timeout(180)]
@@ -40,17 +42,15 @@ def home(hosts: NetnsHosts, tmp_path: Path) -> Path:
     return tmp_path / "home"
 
 
-def pastset_processes() -> set[int]:
-    return {pid for pid, cmd in processes_mentioning("pastset.") if "pytest" not in cmd}
-
-
-def assert_none_left(before: set[int]) -> None:
-    """No pastset process beyond those already there (remote ones may take a moment to go)."""
-    deadline = time.monotonic() + 10
-    while not pastset_processes() <= before and time.monotonic() < deadline:
-        time.sleep(0.1)
-    left = [p for p in processes_mentioning("pastset.") if p[0] in pastset_processes() - before]
-    assert left == []
+def assert_none_left(result: subprocess.CompletedProcess, home: Path) -> None:
+    """No process of that run is left, here or on a host (all hosts share this /proc; remote ones
+    may take a moment to go): found by the run id pypsrun logged at debug level once its server
+    was up, and by this test's own HOME, which every local process of the run carries."""
+    found = re.search(r"run (\S+): server ready", result.stderr)
+    if found:
+        run_id = found.group(1)
+        assert wait_until_gone(lambda: run_processes(run_id)) == []
+    assert wait_until_gone(lambda: processes_carrying(str(home))) == []
 
 
 def pypsrun(home: Path, app: Path, *args: str, timeout: float = 90, **env: str) -> subprocess.CompletedProcess:
@@ -89,20 +89,20 @@ WHEREAMI = (
 
 
 def test_pi_and_a_bag_of_tasks_across_three_hosts(hosts, home):
-    before = pastset_processes()
-    result = pypsrun(home, EXAMPLES / "mcpiserver.py", "3", "30", "20000")
-    assert result.returncode == 0, result.stderr
-    assert "Pi is found as 3.1" in result.stdout
-    assert "clients on: pst-h1, pst-h2, pst-h3" in result.stderr
+    pi = pypsrun(home, EXAMPLES / "mcpiserver.py", "3", "30", "20000", PSLOGLEVEL="debug")
+    assert pi.returncode == 0, pi.stderr
+    assert "Pi is found as 3.1" in pi.stdout
+    assert "clients on: pst-h1, pst-h2, pst-h3" in pi.stderr
     (home / "whereami.py").write_text(WHEREAMI)
     app = home / "hostnames.py"
     app.write_text(HOSTNAMES_APP)
-    result = pypsrun(home, app)
+    result = pypsrun(home, app, PSLOGLEVEL="debug")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["clients_on"] == ["pst-h1", "pst-h2", "pst-h3"]  # from the registered specs
     assert report["tasks_ran_on"] == ["pst-h1", "pst-h2", "pst-h3"]
-    assert_none_left(before)
+    assert_none_left(pi, home)
+    assert_none_left(result, home)
 
 
 def test_openssh_command_in_psssh_is_used(hosts, home):
@@ -143,11 +143,10 @@ def test_server_side_on_a_remote_master(hosts, home):
 
 
 def test_unreachable_host_fails_fast_naming_it(hosts, home):
-    before = pastset_processes()
     hosts[1].cut_off()
     try:
         start = time.monotonic()
-        result = pypsrun(home, EXAMPLES / "simple.py")
+        result = pypsrun(home, EXAMPLES / "simple.py", PSLOGLEVEL="debug")
         took = time.monotonic() - start
     finally:
         hosts[1].restore()
@@ -155,7 +154,7 @@ def test_unreachable_host_fails_fast_naming_it(hosts, home):
     assert "pst-h2" in result.stderr and "no answer" in result.stderr
     assert "0 1" not in result.stdout
     assert took < 30
-    assert_none_left(before)
+    assert_none_left(result, home)
 
 
 def test_unreachable_master_fails_naming_it(hosts, home):
@@ -207,11 +206,10 @@ def test_changed_host_key_is_refused(hosts, home, tmp_path):
 
 
 def test_host_without_pastset_is_named(hosts, home):
-    before = pastset_processes()
-    result = pypsrun(home, EXAMPLES / "simple.py", PSPYTHON="/usr/bin/python3")
+    result = pypsrun(home, EXAMPLES / "simple.py", PSPYTHON="/usr/bin/python3", PSLOGLEVEL="debug")
     assert result.returncode != 0
     assert "No module named" in result.stderr and "install pastset on that host" in result.stderr
-    assert_none_left(before)
+    assert_none_left(result, home)
 
 
 def test_host_without_python_is_named(hosts, home):
@@ -252,12 +250,12 @@ def test_pypsclean_ends_strays_on_every_host_by_run_identity(hosts, home):
             time.sleep(0.1)
         run_id = (home / "run-id").read_text()
         deadline = time.monotonic() + 30
-        while len([p for p in processes_mentioning(run_id) if "time.sleep(300)" in p[1]]) < 3:
+        while len([p for p in run_processes(run_id) if "time.sleep(300)" in p[1]]) < 3:
             assert time.monotonic() < deadline
             time.sleep(0.1)
         os.killpg(proc.pid, 9)  # pypsrun and the app die without cleaning up
         proc.wait()
-        strays = [p for p in processes_mentioning(run_id) if "time.sleep(300)" in p[1]]
+        strays = [p for p in run_processes(run_id) if "time.sleep(300)" in p[1]]
         assert len(strays) == 3  # detached into their own sessions: only pypsclean can find them
         cleaned = subprocess.run(
             [sys.executable, "-m", "pastset.commands.clean", "--run", run_id],
@@ -271,9 +269,9 @@ def test_pypsclean_ends_strays_on_every_host_by_run_identity(hosts, home):
         for host in ("pst-h1", "pst-h2", "pst-h3"):
             assert f"on {host}" in cleaned.stdout
         deadline = time.monotonic() + 10
-        while processes_mentioning(run_id) and time.monotonic() < deadline:
+        while run_processes(run_id) and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert processes_mentioning(run_id) == []
+        assert run_processes(run_id) == []
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, 9)
@@ -436,3 +434,58 @@ def test_blocked_caller_learns_of_an_unreachable_server_in_bounded_time(hosts, t
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
+
+
+def test_the_secret_is_on_no_command_line_of_the_run_on_any_host(hosts, home, tmp_path):
+    """Every process of the run, here and on each host (the hosts share this /proc), is read while
+    the run is live: the run's secret is in none of their command lines."""
+    started, go = tmp_path / "run", tmp_path / "go"
+    (home / "waiter.py").write_text(
+        "import os, pathlib, socket, time, pastset\n"
+        "pastset.PastSet().enter(('up', str)).move((socket.gethostname(),))\n"
+        f"while not os.path.exists({str(go)!r}):\n    time.sleep(0.05)\n"
+    )
+    app = home / "secretapp.py"
+    app.write_text(
+        "import os, pathlib, pastset\n"
+        "p = pastset.PastSet()\n"
+        "for _ in range(3):\n    p.spawn('waiter.py')\n"
+        "up = sorted(p.enter(('up', str)).observe()[0] for _ in range(3))\n"
+        f"pathlib.Path({str(started)!r}).write_text(os.environ['PSRUN'])\n"
+        "print(up)\n"
+    )
+    runtime = tmp_path / "runtime"
+    runtime.mkdir(mode=0o700)
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("PS")}
+    environ.update(HOME=str(home), PSHOSTS=str(home / "hosts"), XDG_RUNTIME_DIR=str(runtime))
+    run = subprocess.Popen(
+        [sys.executable, "-m", "pastset.commands.run", str(app)],
+        env=environ,
+        cwd=home,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while not started.exists():
+            assert run.poll() is None and time.monotonic() < deadline, run.communicate()[1][-3000:]
+            time.sleep(0.05)
+        run_id = started.read_text()
+        (record,) = [json.loads(p.read_text()) for p in runtime.rglob(f"{run_id}.json")]
+        secret = record["secret"]
+        assert len(secret) >= 16
+        processes = run_processes(run_id)
+        remote = [cmd for _, cmd in processes if "pastset.commands.remote" in cmd or "waiter.py" in cmd]
+        assert len(remote) >= 3, processes  # the run's processes on the hosts are among those read
+        assert [cmd for _, cmd in processes if secret in cmd] == []
+        go.write_text("")
+        out, err = run.communicate(timeout=90)
+        assert run.returncode == 0, err[-3000:]
+        assert out.strip() == str([h.name for h in hosts])
+    finally:
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+            run.wait()
+    assert wait_until_gone(lambda: run_processes(run_id)) == []

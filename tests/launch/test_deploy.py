@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import time
+import uuid
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "infra"))
 
-from conftest import EXAMPLES, processes_mentioning
+from conftest import EXAMPLES, processes_carrying
 from netns_hosts import NetnsHosts
 
 import pastset
@@ -54,28 +55,39 @@ def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Wheelhouse:
 
 @pytest.fixture(scope="module")
 def hosts() -> Iterator[NetnsHosts]:
-    with NetnsHosts(n=3, prefix="psd") as made:
+    with NetnsHosts(n=3, prefix=f"d{uuid.uuid4().hex[:5]}") as made:  # unique: another suite may run at once
         yield made
 
 
 @pytest.fixture(scope="module")
-def deployments(hosts: NetnsHosts) -> Iterator[Path]:
-    """Where the hosts put deployments (as the first host's shell says); emptied of the tests' ones afterwards."""
+def deployments(hosts: NetnsHosts, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Where the hosts put deployments: a temporary directory, never the real ``~/.local/share``.
+
+    The hosts' shells log in as this machine's user, with its real home; inside each host's
+    own mount namespace a temporary directory is mounted over its data directory, so what the
+    tests deploy lands here, and the real ``~/.local/share/pastset/deploy`` is never touched.
+    """
     shell = 'printf %s "${XDG_DATA_HOME:-$HOME/.local/share}"'
     data = Path(subprocess.run(hosts[0].ssh_argv(shell), capture_output=True, text=True, timeout=30).stdout)
-    assert data.is_absolute(), data
-    root = data / "pastset" / "deploy"
-    missing = [p for p in (data.parent, data, root.parent, root) if not p.exists()]
+    assert data.is_absolute() and data.is_dir(), data
+    private = tmp_path_factory.mktemp("deploy-data")
+    mounted = []
     try:
-        yield root
-    finally:
         for host in hosts:
-            shutil.rmtree(root / host.name, ignore_errors=True)
-        for path in reversed(missing):  # folders the tests made, if nothing else is in them now
-            try:
-                path.rmdir()
-            except OSError:
-                pass
+            host.run(["mount", "--bind", str(private), str(data)])
+            mounted.append(host)
+        yield private / "pastset" / "deploy"  # the same directory, as this process sees it
+    finally:
+        for host in mounted:
+            host.run(["umount", str(data)], check=False)
+
+
+@pytest.fixture(scope="module")
+def seen_by_hosts(hosts: NetnsHosts, deployments: Path) -> Path:
+    """The deployments directory as the hosts name it (their data directory, with ours mounted on it)."""
+    shell = 'printf %s "${XDG_DATA_HOME:-$HOME/.local/share}"'
+    data = Path(subprocess.run(hosts[0].ssh_argv(shell), capture_output=True, text=True, timeout=30).stdout)
+    return data / "pastset" / "deploy"
 
 
 @pytest.fixture
@@ -155,18 +167,19 @@ def test_remote_processes_prefer_the_deployed_environment(tmp_path):
 
 # --------------------------------------------------------------------- hosts
 @pytest.mark.netns
-def test_deploy_to_three_hosts_and_again_is_quick(hosts, home, wheelhouse, deployments, capsys):
+def test_deploy_to_three_hosts_and_again_is_quick(hosts, home, wheelhouse, deployments, seen_by_hosts, capsys):
     assert command(capsys, erase_main)[0] == 0  # start from nothing
     code, status, err = command(capsys, main, "--wheelhouse", str(wheelhouse.path))
     assert code == 0, err
     assert sorted(status) == [h.name for h in hosts]
     for host in hosts:
-        venv = deployments / host.name / VERSION
+        venv = seen_by_hosts / host.name / VERSION  # as the host names it
         assert status[host.name].state == "ok", err
         assert status[host.name].detail == f"installed pastset {VERSION} in {venv}"
         check = on_host(host, f"{venv}/bin/python -I -c 'import pastset, sys; print(pastset.__version__, sys.prefix)'")
         assert check.stdout.split() == [VERSION, str(venv)], check.stderr
-        assert not (venv / "wheels").exists()  # the copied wheels are gone once installed
+        assert (deployments / host.name / VERSION / "bin").is_dir()  # it is in our temporary directory
+        assert not (deployments / host.name / VERSION / "wheels").exists()  # the copied wheels are gone
     start = time.monotonic()
     code, status, err = command(capsys, main, "--wheelhouse", str(wheelhouse.path))
     took = time.monotonic() - start
@@ -176,7 +189,7 @@ def test_deploy_to_three_hosts_and_again_is_quick(hosts, home, wheelhouse, deplo
 
 
 @pytest.mark.netns
-def test_pypsrun_runs_the_clients_with_the_deployed_python(hosts, home, wheelhouse, deployments, capsys):
+def test_pypsrun_runs_the_clients_with_the_deployed_python(hosts, home, wheelhouse, deployments, seen_by_hosts, capsys):
     assert command(capsys, main, "--wheelhouse", str(wheelhouse.path))[0] == 0
     environ = {k: v for k, v in os.environ.items() if not k.startswith("PS")}
     environ.update(HOME=str(home), PSHOSTS=str(home / "hosts"), PSLOGLEVEL="info")
@@ -191,16 +204,20 @@ def test_pypsrun_runs_the_clients_with_the_deployed_python(hosts, home, wheelhou
     assert result.returncode == 0, result.stderr
     assert "Pi is found as 3.1" in result.stdout
     for host in hosts:  # each client logs the interpreter it runs its task with: its own sys.executable
-        python = deployments / host.name / VERSION / "bin" / "python"
+        assert (deployments / host.name / VERSION / "bin" / "python").exists()
+        python = seen_by_hosts / host.name / VERSION / "bin" / "python"
         assert f": {python} -m pastset.commands.runner mcpiclient.py" in result.stderr, result.stderr
     deadline = time.monotonic() + 10  # nothing of this run is left: not here (HOME) nor on the hosts
-    while left := processes_mentioning(str(home)) + processes_mentioning(str(deployments)):
+    mine = [str(seen_by_hosts / host.name) for host in hosts]  # host names unique to this module
+    while left := processes_carrying(str(home)) + [p for m in mine for p in processes_carrying(m)]:
         assert time.monotonic() < deadline, f"processes left behind: {left}"
         time.sleep(0.1)
 
 
 @pytest.mark.netns
-def test_erase_removes_only_what_deploy_made_and_again_is_harmless(hosts, home, wheelhouse, deployments, capsys):
+def test_erase_removes_only_what_deploy_made_and_again_is_harmless(
+    hosts, home, wheelhouse, deployments, seen_by_hosts, capsys
+):
     assert command(capsys, main, "--wheelhouse", str(wheelhouse.path))[0] == 0
     foreign = deployments / hosts[0].name / "0.0.0-mine"
     foreign.mkdir(parents=True)
@@ -208,11 +225,14 @@ def test_erase_removes_only_what_deploy_made_and_again_is_harmless(hosts, home, 
         code, status, err = command(capsys, erase_main, "--all")
         assert code == 0, err
         for host in hosts:
-            venv = deployments / host.name / VERSION
+            venv = seen_by_hosts / host.name / VERSION
             assert status[host.name].state == "ok"
             assert status[host.name].detail.startswith(f"removed {venv}"), err
             assert on_host(host, f"test -e {venv}").returncode == 1
-        assert f"left {foreign} (not made by pypsdeploy)" in status[hosts[0].name].detail
+        assert (
+            f"left {seen_by_hosts / foreign.relative_to(deployments)} (not made by pypsdeploy)"
+            in status[hosts[0].name].detail
+        )
         assert foreign.is_dir()
         assert not (deployments / hosts[1].name).exists()  # emptied folders go too
     finally:

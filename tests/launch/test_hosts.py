@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -11,6 +13,22 @@ from pastset.confhelp import pbs, slurm
 from pastset.errors import ConfigurationError
 from pastset.launch.hosts import HostEntry, assign_clients, parse_hosts, read_hosts_file
 from pastset.settings import Settings
+
+
+@pytest.fixture(autouse=True)
+def private_tmp(tmp_path, monkeypatch):
+    """The batch helpers write hosts files under the temporary directory: this test's own, not /tmp."""
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr(tempfile, "tempdir", None)  # gettempdir() reads TMPDIR again
+
+
+@pytest.mark.parametrize("kind", ["slurm", "pbs"])
+def test_hosts_files_of_the_batch_helpers_go_to_this_test_s_directory(tmp_path, kind):
+    nodefile = tmp_path / "nodes"
+    nodefile.write_text("n1\n")
+    env = {"SLURM_JOB_NODELIST": "n1", "SLURM_JOB_ID": "42"} if kind == "slurm" else {"PBS_NODEFILE": str(nodefile)}
+    (slurm if kind == "slurm" else pbs)(env)
+    assert Path(env["PSHOSTS"]).parent.parent == tmp_path
 
 
 def test_plain_lines_comments_and_blanks():

@@ -14,7 +14,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import EXAMPLES, processes_mentioning
+from conftest import EXAMPLES, run_processes
 
 import pastset
 from pastset.runs import list_runs, load_record
@@ -54,7 +54,7 @@ print(json.dumps({"pi": pi, "tasks": tasks, "taken": taken, "fresh": fresh, "ids
 
 
 def _gone(run_id: str) -> bool:
-    return not processes_mentioning(run_id)
+    return not run_processes(run_id)
 
 
 def test_local_from_a_plain_script_runs_a_bag_of_tasks_and_leaves_nothing(tmp_path: Path) -> None:
@@ -91,7 +91,7 @@ def test_local_yields_a_run_that_pypsmanage_sees_and_that_ends_with_the_block(tm
         assert len(json.loads(manage.stdout)) == 2
         with pytest.raises(pastset.PastSetTimeoutError):
             pset.enter(("never", int)).observe(timeout=0.2)
-        assert processes_mentioning(run_id)
+        assert run_processes(run_id)
     assert _gone(run_id)
     assert not [r for r in list_runs() if r["run"] == run_id], "the run file outlived the run"
     assert load_record(run_id)["run"] == run_id, "the ended run left no record for pypsmanage report"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import random
 import signal
 import subprocess
 import sys
@@ -14,6 +13,7 @@ from conftest import start_server, stop_server
 import pastset
 from pastset.core.journal import Journal, read_journal
 from pastset.core.space import Space
+from pastset.transport.channel import Channel
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -25,64 +25,109 @@ def server(store_server):
 
 
 WORKER = """
-import os, sys, time, pastset
+import os, sys, threading, pastset
+held = sys.argv[1]
 p = pastset.PastSet()
 jobs = p.enter(("jobs", int), leases=True)
 results = p.enter(("results", int, int))
+holding = p.enter(("holding", int, int))
 while True:
     (n,) = jobs.observe()
     if n < 0:
         jobs.ack()
         break
-    time.sleep(0.002)
+    if n % 100 == 50:
+        try:
+            os.close(os.open(os.path.join(held, str(n)), os.O_CREAT | os.O_EXCL))
+        except FileExistsError:
+            pass  # handed back after its first holder was killed: do it now
+        else:
+            holding.move((os.getpid(), n))  # a lease held, no result moved yet: the test kills us here
+            threading.Event().wait()
     jobs.ack(results, (n, n * n))   # result and acknowledgement in one request
 """
 
 
-def test_killed_workers_lose_no_job_and_duplicate_no_result(server):
+@pytest.mark.timeout(300)
+def test_killed_workers_lose_no_job_and_duplicate_no_result(server, tmp_path):
     pset = pastset.PastSet()
     jobs = pset.enter(("jobs", int), leases=True)
     results = pset.enter(("results", int, int))
-    total = 600
+    holding = pset.enter(("holding", int, int))
+    total = 300
     for n in range(total):
         jobs.move((n,))
-    workers: list[subprocess.Popen] = []
+    workers: dict[int, subprocess.Popen] = {}
 
     def start() -> None:
-        workers.append(subprocess.Popen([sys.executable, "-c", WORKER], env=server.env()))
+        worker = subprocess.Popen([sys.executable, "-c", WORKER, str(tmp_path)], env=server.env())
+        workers[worker.pid] = worker
 
     for _ in range(4):
         start()
     got: list[tuple[int, int]] = []
-    killed = 0
-    rng = random.Random(7)
+    killed: list[int] = []
+
+    def killer() -> None:  # a thread: its own connection, blocked until a worker holds a marked job
+        for _ in range(total // 100):
+            pid, n = holding.observe(timeout=60)
+            workers[pid].send_signal(signal.SIGKILL)  # it holds the lease of job n and will never ack it
+            workers[pid].wait()
+            killed.append(n)
+            start()
+
+    thread = threading.Thread(target=killer, daemon=True)
+    thread.start()
     try:
         while len(got) < total:
-            try:
-                got.append(results.observe(timeout=0.05))
-            except pastset.PastSetTimeoutError:
-                pass
-            if killed < 6 and len(got) > (killed + 1) * 60:
-                victim = rng.choice([w for w in workers if w.poll() is None])
-                victim.send_signal(signal.SIGKILL)  # mid-job: it holds a lease it will never ack
-                victim.wait()
-                killed += 1
-                start()
+            got.append(results.observe(timeout=60))
+        thread.join(60)
+        handed_back = jobs.last() - total  # each hand-back is a new tuple at the end of the element
         for _ in workers:
             jobs.move((-1,))
     finally:
-        for w in workers:
+        for w in workers.values():
             try:
                 w.wait(20)
             except subprocess.TimeoutExpired:
                 w.kill()
                 w.wait()
-    assert killed == 6
+    assert sorted(killed) == [50, 150, 250]
+    assert handed_back == len(killed)  # exactly the killed workers' jobs came back, nothing else
     assert sorted(n for n, _ in got) == list(range(total))  # every job once, none lost
     assert all(sq == n * n for n, sq in got)
     with pytest.raises(pastset.PastSetTimeoutError):
         results.observe(timeout=0.5)  # and nothing more comes
-    assert jobs.last() > total + len(workers) - 1  # the killed workers' jobs were handed back
+
+
+def test_ack_with_a_result_is_one_request(server, monkeypatch):
+    """The result and the acknowledgement travel together: a kill lands before both or after both."""
+    pset = pastset.PastSet()
+    jobs = pset.enter(("one", int), leases=True)
+    results = pset.enter(("one-result", int))
+    jobs.move((3,))
+    assert jobs.observe() == (3,)
+    sent: list[tuple] = []
+    exchanges: list[int] = []
+    real_call, real_exchange = pastset.PastSet._call, Channel.exchange
+
+    def call(self, *message):
+        sent.append(message)
+        return real_call(self, *message)
+
+    def exchange(self, *args, **kwargs):
+        exchanges.append(1)
+        return real_exchange(self, *args, **kwargs)
+
+    monkeypatch.setattr(pastset.PastSet, "_call", call)
+    monkeypatch.setattr(Channel, "exchange", exchange)
+    jobs.ack(results, (9,))
+    monkeypatch.undo()
+    assert [m[:4] for m in sent] == [("ack", jobs._eid, results._eid, (9,))]
+    assert len(exchanges) <= 1  # one frame on the direct channel (other stores' links: the one _call above)
+    assert results.observe(timeout=5) == (9,)
+    with pytest.raises(pastset.PastSetValueError, match="nothing to acknowledge"):
+        jobs.ack()
 
 
 def test_unacknowledged_lease_returns_when_the_thread_connection_closes(server):

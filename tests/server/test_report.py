@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import EXAMPLES, processes_mentioning
+from conftest import EXAMPLES, run_processes
 from selenium.webdriver.common.by import By
 from test_web import WebRun, browser, http, wait_for  # noqa: F401 - browser is a fixture
 
@@ -64,7 +64,7 @@ def pi_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
     assert done.returncode == 0, done.stderr
     assert "Pi is found" in done.stdout
     run_id = re.search(r"^RUN (\S+)", done.stderr, re.M).group(1)
-    wait_for(lambda: not processes_mentioning(run_id), 10, "processes of the run were left behind")
+    wait_for(lambda: not run_processes(run_id), 10, "processes of the run were left behind")
     return {"folder": folder, "report": report, "run": run_id, "record": load_record(run_id)}
 
 

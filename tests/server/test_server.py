@@ -13,6 +13,7 @@ import pytest
 from conftest import start_server, stop_server
 
 import pastset
+from pastset.core.naming import scheduler_name
 from pastset.errors import (
     AppNotFoundError,
     ElementDeletedError,
@@ -23,6 +24,7 @@ from pastset.errors import (
     SerialisationError,
     XFunctionError,
 )
+from pastset.transport.proxies import lookup, proxy
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -97,7 +99,24 @@ def test_blocked_observer_does_not_hold_up_others(server):
     assert waiting.first() == 1
 
 
-def test_fifo_release_of_blocked_moves_across_clients(server):
+def blocked_on(server, text: str) -> int:
+    """Operations blocked now on the element whose template contains ``text``: the run's registry of
+    waits, as its scheduler reports it (the same for every store)."""
+    with proxy(lookup(server.address, scheduler_name(server.run), ""), "", timeout=10) as scheduler:
+        waits = scheduler.snapshot().get("waiting", [])
+    return sum(1 for w in waits if text in w["template"])
+
+
+def wait_blocked(server, text: str, count: int, timeout: float = 20) -> None:
+    """Wait until exactly ``count`` calls are blocked on that element (server state, no fixed sleep)."""
+    deadline = time.monotonic() + timeout
+    while (now := blocked_on(server, text)) != count:
+        assert time.monotonic() < deadline, f"{now} calls blocked on {text}, expected {count}"
+        time.sleep(0.01)
+
+
+def test_fifo_release_of_blocked_moves_across_clients(builtin_server):
+    server = builtin_server  # the waits registry is read from the built-in store only
     e = pastset.PastSet().enter(("fifo", int))
     e.delta(1)
     e.move((0,))
@@ -106,7 +125,7 @@ def test_fifo_release_of_blocked_moves_across_clients(server):
         t = threading.Thread(target=lambda i=i: pastset.PastSet().enter(("fifo", int)).move((i,)), daemon=True)
         t.start()
         threads.append(t)
-        time.sleep(0.1)  # let each block in turn (order of blocking is what is tested)
+        wait_blocked(server, "'fifo'", i)  # each blocks in turn: the order of blocking is what is tested
     assert e.last() == 1
     taken = [e.observe()[0] for _ in range(6)]
     for t in threads:
@@ -136,11 +155,15 @@ def test_bag_of_tasks_exactly_once_across_processes(server):
     finally:
         for p in procs:
             p.wait(30)
+    with pytest.raises(pastset.PastSetTimeoutError):
+        results.observe(timeout=0.5)  # the workers have exited: nothing more comes (no duplicate last)
+    assert results.last() == total
     assert sorted(n for n, _ in got) == list(range(total))
     assert len({pid for _, pid in got}) > 1
 
 
-def test_delelement_wakes_blocked_and_reenter_is_empty(server):
+def test_delelement_wakes_blocked_and_reenter_is_empty(builtin_server):
+    server = builtin_server  # the waits registry is read from the built-in store only
     pset = pastset.PastSet()
     e = pset.enter(("del", int))
     e.move((1,))
@@ -155,7 +178,7 @@ def test_delelement_wakes_blocked_and_reenter_is_empty(server):
 
     t = threading.Thread(target=block, daemon=True)
     t.start()
-    time.sleep(0.2)
+    wait_blocked(server, "'del'", 1)
     pset.delelement(e)
     t.join(5)
     assert len(errors) == 1 and "enter the template again" in str(errors[0])
@@ -330,7 +353,7 @@ def test_dead_server_reported_to_blocked_caller(tmp_path):
 
     t = threading.Thread(target=block, daemon=True)
     t.start()
-    time.sleep(0.2)
+    wait_blocked(srv, "'dead'", 1)
     srv.proc.kill()
     t.join(10)
     stop_server(srv)

@@ -21,7 +21,7 @@ import Pyro5.core
 import Pyro5.protocol
 import Pyro5.serializers
 import pytest
-from conftest import EXAMPLES, RunningServer, processes_mentioning, start_server, stop_server
+from conftest import EXAMPLES, RunningServer, processes_carrying, run_processes, start_server, stop_server
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -145,9 +145,9 @@ def certs(tmp_path: Path) -> Iterator[Certs]:
     finally:
         marker = str(made.folder)  # in the environment of every process of the test's runs
         deadline = time.monotonic() + 10
-        while processes_mentioning(marker) and time.monotonic() < deadline:
+        while processes_carrying(marker) and time.monotonic() < deadline:
             time.sleep(0.05)
-        left = processes_mentioning(marker)
+        left = processes_carrying(marker)
         for pid, _ in left:  # ours: they carry this test's certificate paths
             try:
                 os.kill(pid, 9)
@@ -241,14 +241,54 @@ def join_run(server: RunningServer, env: dict[str, str]) -> subprocess.Completed
     ids=["simple", "mcpi"],
 )
 def test_a_whole_run_is_encrypted(certs, example, args, procs, expected):
-    result = pypsrun(EXAMPLES / example, *args, procs=procs, PSLOGLEVEL="debug", **certs.env())
+    result = pypsrun(EXAMPLES / example, *args, procs=procs, **certs.env())
     assert result.returncode == 0, result.stderr
     assert re.match(expected, result.stdout), result.stdout
-    # Every connection the server accepted (from pypsrun, clients, the app and its tasks) and every
-    # one pypsrun and the clients made.
-    connected = [line for line in result.stderr.splitlines() if " connected " in line]
-    assert any("pypsserver" in line for line in connected) and any("pypsclient" in line for line in connected)
-    assert all(line.endswith(" SSL") for line in connected), [x for x in connected if not x.endswith(" SSL")]
+    # That every port of a run speaks TLS is read from its sockets: test_every_listening_socket_of_a_run_speaks_tls.
+
+
+def test_every_listening_socket_of_a_run_speaks_tls(certs, tmp_path):
+    """Read from the sockets, not the log: each port a process of the run listens on does a TLS handshake
+    checked against the test CA, and answers a Pyro connect only inside TLS."""
+    go, started = tmp_path / "go", tmp_path / "run"
+    app = tmp_path / "app.py"
+    app.write_text(
+        "import os, pathlib, time, pastset\n"
+        "p = pastset.PastSet()\n"
+        "e = p.enter(('tls', int)); e.move((1,)); e.observe()\n"
+        f"pathlib.Path({str(started)!r}).write_text(os.environ['PSRUN'])\n"
+        f"while not os.path.exists({str(go)!r}):\n    time.sleep(0.05)\n"
+        "p.halt()\n"
+    )
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("PS", "PYRO_"))}
+    environ.update(PSPROCS="1", **certs.env())
+    run = subprocess.Popen(
+        [sys.executable, "-m", "pastset.commands.run", str(app)],
+        env=environ,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not started.exists():
+            assert run.poll() is None and time.monotonic() < deadline, run.communicate()[1]
+            time.sleep(0.05)
+        run_id = started.read_text()
+        ports = sorted({port for pid, _ in run_processes(run_id) for port in listening_ports(pid)})
+        ports += [p for p in listening_ports(run.pid) if p not in ports]
+        assert ports, "the run listens nowhere?"
+        for port in ports:
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+                with tls_context(certs).wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+                    assert tls.version() in ("TLSv1.2", "TLSv1.3"), port
+        go.write_text("")
+        assert run.wait(60) == 0, run.communicate()[1]
+    finally:
+        if run.poll() is None:
+            os.killpg(run.pid, 9)
+            run.wait()
 
 
 def test_the_server_speaks_only_tls(certs, tls_server):
