@@ -260,7 +260,7 @@ def _retitle(title: list[str]) -> None:
 def _run_module(module: str, args: list[str], env: dict[str, str]) -> int:
     """In a forked child: become ``python -m module args`` with environment ``env``; return the exit status."""
     import atexit
-    import runpy
+    import importlib
     import traceback
 
     atexit._clear()  # the parent's exit handlers are the parent's
@@ -276,8 +276,9 @@ def _run_module(module: str, args: list[str], env: dict[str, str]) -> int:
     os.environ.update(env)
     sys.argv = [module, *args]
     try:
-        runpy.run_module(module, run_name="__main__", alter_sys=True)
-        code: Any = 0
+        # The module's main(), not runpy: runpy needs its loader's get_code, which import hooks
+        # installed in the parent (pytest's assertion rewriter, for one) may not have.
+        code: Any = importlib.import_module(module).main(args)
     except SystemExit as exit_:
         code = exit_.code
     except BaseException:

@@ -58,13 +58,14 @@ def _summary(waits: list[dict[str, Any]], text: Any) -> str:
 
 
 def elements_of(snap: dict[str, Any]) -> list[dict[str, Any]]:
-    """Element rows with a ``waiting`` column: who is blocked on each ("task t2 observe, app move")."""
+    """Element rows with a ``waiting`` column: who is blocked on each ("task t2 observe, app move"), and how many."""
     waits = snap.get("waiting", [])
     rows = []
     for e in snap["elements"]:
         mine = [w for w in waits if w.get("element") == e["id"]]
         label = lambda w: f"{'task ' + w['task'] if w.get('task') else (w.get('app') or 'client')} {w['op']}"  # noqa: E731
-        rows.append({**e, "waiting": _summary(mine, label)})
+        # ``blocked`` keeps the element's own count of queued operations (the snapshot's ``waiting``)
+        rows.append({**e, "blocked": e.get("waiting", len(mine)), "waiting": _summary(mine, label)})
     return rows
 
 

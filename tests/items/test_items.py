@@ -258,7 +258,7 @@ def test_500_files_on_three_hosts_copy_mode_kill_pause_stop_restart(tmp_path):
             taken = element("pypsitems.job")["first"]
 
             def blocked() -> int:
-                return sum(e["waiting"] for e in json.loads(manage("elements", "--json", "--run", run_id)))
+                return sum(e["blocked"] for e in json.loads(manage("elements", "--json", "--run", run_id)))
 
             # every worker left, and the app, end up blocked (in copy mode an item in hand waits for
             # its paused staging reply): from then on nothing can move while the pause lasts

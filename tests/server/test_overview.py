@@ -53,3 +53,21 @@ def test_client_rows_flatten_their_specs() -> None:
         {"host": "h1", "cores": 2, "id": "c1", "alive": True},
         {"host": "h2", "cores": 4, "id": "c2", "alive": False},
     ]
+
+
+def test_element_rows_say_who_waits_and_how_many() -> None:
+    from pastset.server.overview import elements_of
+
+    snap = snapshot(
+        elements=[
+            {"id": 1, "template": "('jobs', int)", "waiting": 2},
+            {"id": 2, "template": "('r', int)", "waiting": 0},
+        ],
+        waiting=[
+            {"element": 1, "task": "t1", "app": "w.py", "op": "observe"},
+            {"element": 1, "task": "", "app": "master.py", "op": "observe"},
+        ],
+    )
+    jobs, results = elements_of(snap)
+    assert jobs["blocked"] == 2 and "task t1 observe" in jobs["waiting"] and "master.py observe" in jobs["waiting"]
+    assert results["blocked"] == 0

@@ -171,17 +171,19 @@ def test_pypsmanage_report_redraws_a_recorded_run(browser, pi_run, tmp_path):  #
 def test_the_live_status_page_shows_the_task_timeline(browser, tmp_path, monkeypatch):  # noqa: F811
     run = WebRun(tmp_path, monkeypatch, jobs=120, seconds=0.25)
     try:
-        browser.get(run.url)
+        browser.get(run.control_url)  # the page is for holders of the secret
         wait_for(
             lambda: browser.execute_script(
-                "const i = document.getElementById('timeline'); return i.complete && i.naturalWidth > 300;"
+                "const i = document.getElementById('timeline'); return i && i.complete && i.naturalWidth > 300;"
             ),
             30,
             "the page shows no timeline",
         )
-        status, svg = http(run.url + "timeline.svg")
+        holder = {"X-PastSet-Token": run.secret}
+        assert http(run.url + "timeline.svg")[0] == 403, "the timeline is shown to anyone"
+        status, svg = http(run.url + "timeline.svg", headers=holder)
         assert status == 200 and "<svg" in svg
-        tasks = json.loads(http(run.url + "api/status")[1])["tasks"]
+        tasks = json.loads(http(run.url + "api/status", headers=holder)[1])["tasks"]
         for task in tasks:
             if task["started"]:
                 assert f'id="task-{task["id"]}"' in svg, f"task {task['id']} is not on the live timeline"
