@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import itertools
 import os
 import select
@@ -260,3 +261,35 @@ def wait_until_gone(find: Callable[[], list[tuple[int, str]]], timeout: float = 
     while (left := find()) and time.monotonic() < deadline:
         time.sleep(0.05)
     return left
+
+
+def listening_sockets(pids: set[int] | list[int]) -> list[tuple[str, int]]:
+    """(address, port) of every TCP socket in LISTEN state owned by one of ``pids`` (from /proc)."""
+    inodes = set()
+    for pid in pids:
+        try:
+            fds = list(Path(f"/proc/{pid}/fd").iterdir())
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                target = os.readlink(fd)
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    found = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            cols = line.split()
+            if cols[3] == "0A" and cols[9] in inodes:
+                raw, _, port = cols[1].rpartition(":")
+                found.append((_address(raw), int(port, 16)))
+    return found
+
+
+def _address(raw: str) -> str:
+    if len(raw) == 8:
+        return ".".join(str(b) for b in bytes.fromhex(raw)[::-1])
+    words = [bytes.fromhex(raw[i : i + 8])[::-1] for i in range(0, 32, 8)]
+    return str(ipaddress.IPv6Address(b"".join(words)))

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import shutil
 import subprocess
 import sys
 import threading
-from pathlib import Path
 
 import pytest
-from conftest import run_processes, start_server, stop_server
+from conftest import listening_sockets, run_processes, start_server, stop_server
 
 import pastset
 from pastset.core.naming import scheduler_name
@@ -163,35 +161,3 @@ def test_a_local_run_binds_loopback_only(tmp_path):
         if run.poll() is None:
             os.killpg(run.pid, 9)
             run.wait()
-
-
-def listening_sockets(pids: set[int]) -> list[tuple[str, int]]:
-    """(address, port) of every TCP socket in LISTEN state owned by one of ``pids`` (from /proc)."""
-    inodes = set()
-    for pid in pids:
-        try:
-            fds = list(Path(f"/proc/{pid}/fd").iterdir())
-        except OSError:
-            continue
-        for fd in fds:
-            try:
-                target = os.readlink(fd)
-            except OSError:
-                continue
-            if target.startswith("socket:["):
-                inodes.add(target[8:-1])
-    found = []
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        for line in Path(table).read_text().splitlines()[1:]:
-            cols = line.split()
-            if cols[3] == "0A" and cols[9] in inodes:
-                raw, _, port = cols[1].rpartition(":")
-                found.append((_address(raw), int(port, 16)))
-    return found
-
-
-def _address(raw: str) -> str:
-    if len(raw) == 8:
-        return ".".join(str(b) for b in bytes.fromhex(raw)[::-1])
-    words = [bytes.fromhex(raw[i : i + 8])[::-1] for i in range(0, 32, 8)]
-    return str(ipaddress.IPv6Address(b"".join(words)))

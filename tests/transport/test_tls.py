@@ -21,7 +21,15 @@ import Pyro5.core
 import Pyro5.protocol
 import Pyro5.serializers
 import pytest
-from conftest import EXAMPLES, RunningServer, processes_carrying, run_processes, start_server, stop_server
+from conftest import (
+    EXAMPLES,
+    RunningServer,
+    listening_sockets,
+    processes_carrying,
+    run_processes,
+    start_server,
+    stop_server,
+)
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -204,21 +212,7 @@ def tls_context(certs: Certs, client_cert: bool = False) -> ssl.SSLContext:
 
 def listening_ports(pid: int) -> list[int]:
     """TCP ports process ``pid`` listens on (from /proc)."""
-    inodes = set()
-    for fd in Path(f"/proc/{pid}/fd").iterdir():
-        try:
-            target = os.readlink(fd)
-        except OSError:
-            continue
-        if target.startswith("socket:["):
-            inodes.add(target[8:-1])
-    ports = []
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        for line in Path(table).read_text().splitlines()[1:]:
-            cols = line.split()
-            if cols[3] == "0A" and cols[9] in inodes:  # LISTEN
-                ports.append(int(cols[1].rpartition(":")[2], 16))
-    return sorted(ports)
+    return sorted(port for _, port in listening_sockets({pid}))
 
 
 def join_run(server: RunningServer, env: dict[str, str]) -> subprocess.CompletedProcess:
