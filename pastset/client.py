@@ -331,6 +331,8 @@ def _open_store(announced: str, own: str, run: str, task: str) -> Any:
             f"this process's PSSTORE ({mine.redacted()}) is not the store of run {run!r} ({theirs.redacted()}); "
             "unset PSSTORE here, or set it to the run's store"
         )
+    if mine is not None:  # the run's WAIT setting holds for every client, whatever this process's PSSTORE says
+        mine = replace(mine, wait=theirs.wait, wait_ms=theirs.wait_ms)
     return RedisStore(mine or theirs, run, task)
 
 

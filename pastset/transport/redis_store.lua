@@ -15,6 +15,8 @@
 --   p:OWNER  list: "JOB:bytes" leased to that connection, oldest first
 --   done set: "ELEMENT:JOB" tokens of results already moved by an ack
 --   wt  hash: connection name -> "TASK|o", "TASK|i:INDEX" or "TASK|m" while a spawned task waits
+--   rq  hash: connection name -> number of its last move (on a cluster: a move sent again runs once)
+--   f:OWNER:N  list: "JOB:bytes" taken by that connection's observe number N (on a cluster), until its next
 -- Errors are replies "ERRORCLASS message"; the client raises that PastSet error.
 
 --! PRELUDE
@@ -83,13 +85,19 @@ if d then return redis.error_reply(d) end
 return redis.call('HGET', m, 'leases')
 
 --! move
--- ARGV: waiter key, then the tuples' bytes.  Appends what fits; the rest becomes
--- tickets behind earlier blocked moves.  Returns {} when all moved, else the
--- ticket numbers (the waiter key gets "done" when the last of them moved).
+-- ARGV: waiter key, request "OWNER|N" or '', then the tuples' bytes.  Appends what
+-- fits; the rest becomes tickets behind earlier blocked moves.  Returns {} when
+-- all moved, else the ticket numbers (the waiter key gets "done" when the last of
+-- them moved).  A request the element already ran (the same OWNER and N, sent
+-- again after a failover) changes nothing and returns {}.
 local err = check()
 if err then return redis.error_reply(err) end
-local n = #ARGV - 1
-local i = 2
+if ARGV[2] ~= '' then
+  local owner, seq = string.match(ARGV[2], '^(.*)|(%d+)$')
+  if redis.call('HGET', K('rq'), owner) == seq then return {} end
+  redis.call('HSET', K('rq'), owner, seq)
+end
+local i = 3
 if redis.call('LLEN', K('mq')) == 0 then
   while i <= #ARGV do
     local r = room()
@@ -97,7 +105,7 @@ if redis.call('LLEN', K('mq')) == 0 then
     append(ARGV[i])
     i = i + 1
   end
-  if i > 2 then wake_indexed('1') end
+  if i > 3 then wake_indexed('1') end
 end
 local tickets = {}
 while i <= #ARGV do
@@ -149,7 +157,8 @@ return n
 --! release
 -- After an unindexed observe (run on the same connection right after its BLPOP):
 -- let blocked moves in, keep a deletion's wake-up going; ARGV[1]: extra tuples
--- to take (observe_many), ARGV[2]: lease owner or '', ARGV[3]: the caller's entry in wt or ''.
+-- to take (observe_many), ARGV[2]: lease owner or '', ARGV[3]: the caller's entry in wt or '',
+-- ARGV[4] (optional): the caller's in-flight list ("f:OWNER:N") that takes the extra tuples, or ''.
 if ARGV[3] ~= '' then redis.call('HDEL', K('wt'), ARGV[3]) end
 local err = check()
 if err then
@@ -158,12 +167,15 @@ if err then
 end
 local more = tonumber(ARGV[1])
 local owner = ARGV[2]
+local dest = ARGV[4] or ''
 local taken = {}
 if owner ~= '' then redis.call('SADD', K('ls'), owner) end
 while #taken < more do
   local item
   if owner ~= '' then
     item = redis.call('LMOVE', K('q'), K('p:' .. owner), 'LEFT', 'RIGHT')
+  elseif dest ~= '' then
+    item = redis.call('LMOVE', K('q'), K(dest), 'LEFT', 'RIGHT')
   else
     item = redis.call('LPOP', K('q'))
   end
@@ -287,7 +299,7 @@ for _, t in ipairs(redis.call('LRANGE', K('mq'), 0, -1)) do
   end
 end
 wake_indexed('deleted')
-redis.call('DEL', K('h'), K('q'), K('mq'), K('tk'), K('ls'), K('done'), K('wt'))
+redis.call('DEL', K('h'), K('q'), K('mq'), K('tk'), K('ls'), K('done'), K('wt'), K('rq'))
 redis.call('RPUSH', K('q'), 'D:' .. ARGV[1])
 return template
 

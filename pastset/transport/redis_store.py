@@ -78,6 +78,8 @@ OPS = frozenset(
 )
 
 SCHEMES = ("redis", "rediss", "redis+cluster", "rediss+cluster")
+#: Scripts that change nothing: they never wait for replicas.
+READ_ONLY = frozenset({"info", "read", "oldest_lease"})
 #: A blocked mover re-checks for room this often (see the module's docstring).
 RETRY = 1.0
 #: Attempts of a cluster command while a failover runs (backing off to 0.5 s: about 15 s in all).
@@ -97,6 +99,10 @@ class StoreAddress:
     username: str | None
     password: str | None
     options: dict[str, str]
+    #: Replicas each write must reach before the operation returns (``?wait=N``); 0: none (Redis's default).
+    wait: int = 0
+    #: How long a write waits for them, in milliseconds (``?wait_ms=T``), before it returns anyway with a warning.
+    wait_ms: int = 1000
 
     def redacted(self) -> str:
         """The address without the password, safe to show and to hand to clients."""
@@ -104,7 +110,10 @@ class StoreAddress:
         user = f"{self.username}@" if self.username else ""
         hosts = ",".join(f"{h}:{p}" for h, p in self.nodes)
         db = f"/{self.db}" if self.db and not self.cluster else ""
-        query = "&".join(f"{k}={v}" for k, v in sorted(self.options.items()))
+        shown = dict(self.options)
+        if self.wait:
+            shown.update(wait=str(self.wait), wait_ms=str(self.wait_ms))
+        query = "&".join(f"{k}={v}" for k, v in sorted(shown.items()))
         return f"{scheme}://{user}{hosts}{db}" + (f"?{query}" if query else "")
 
     def same_place(self, other: StoreAddress) -> bool:
@@ -118,7 +127,9 @@ def parse_store(text: str) -> StoreAddress | None:
     """Parse a PSSTORE value; None for the built-in server; ValueError saying what is wrong.
 
     ``redis://[USER[:PASSWORD]@]HOST:PORT[/DB][?ssl_ca_certs=...&ssl_certfile=...&ssl_keyfile=...]``;
-    ``redis+cluster://`` takes several ``HOST:PORT`` separated by commas.  A
+    ``redis+cluster://`` takes several ``HOST:PORT`` separated by commas.  ``?wait=N`` makes every
+    write wait until N replicas have it (Redis ``WAIT``, at most ``wait_ms``, default 1000 ms), so a
+    failover loses no acknowledged operation (doc/reliability.md).  A
     password may also come from ``REDISCLI_AUTH``-style files: keep PSSTORE in an
     ini file or the environment, never on a command line.
     """
@@ -154,12 +165,18 @@ def parse_store(text: str) -> StoreAddress | None:
         if cluster or not path.isdigit():
             raise ValueError("the database after '/' must be a number, and a Redis Cluster has only database 0")
         db = int(path)
-    allowed = {"ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_cert_reqs"}
+    allowed = {"ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_cert_reqs", "wait", "wait_ms"}
     options = {k: v[-1] for k, v in parse_qs(query).items()}
     unknown = set(options) - allowed
     if unknown:
         raise ValueError(f"unknown option(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(allowed))}")
-    return StoreAddress(cluster, scheme.startswith("rediss"), tuple(nodes), db, username, password, options)
+    numbers = {}
+    for name, default, low in (("wait", 0, 0), ("wait_ms", 1000, 1)):
+        text = options.pop(name, str(default))
+        if not text.isdigit() or int(text) < low:
+            raise ValueError(f"{name}={text!r} must be a whole number of at least {low}")
+        numbers[name] = int(text)
+    return StoreAddress(cluster, scheme.startswith("rediss"), tuple(nodes), db, username, password, options, **numbers)
 
 
 def _redis() -> Any:
@@ -286,6 +303,14 @@ class RedisLink:
         self.keys = store.keys
         self.owner = f"ps-{uuid.uuid4().hex}"
         self._waits = 0
+        #: This connection's request number; a request sent again after a failover keeps its number, so the
+        #: scripts recognise a move that already took effect and an observe finds the tuple it already took.
+        self._seq = 0
+        self._retry = False
+        #: On a cluster, an unindexed observe takes its tuples into a list of its own ("in flight") that the
+        #: next observe of the element clears: element -> that list's key.
+        self._inflight: dict[int, str] = {}
+        self._short_until = 0.0
         try:
             self.client = connect(store.address, self.owner)
             self.scripts = {name: self.client.register_script(text) for name, text in SCRIPTS.items()}
@@ -313,23 +338,32 @@ class RedisLink:
         from redis.exceptions import ClusterDownError, TryAgainError
 
         until = time.monotonic() + FAILOVER_WAIT
+        self._seq += 1
+        self._retry = False
         while True:
             try:
                 return 0, self._ops[message[0]](*message[1:])
             except PastSetError as err:
                 return 1, type(err).__name__, str(err), None
             except (redis.ConnectionError, redis.TimeoutError, ClusterDownError, TryAgainError) as err:
-                # A cluster in failover: the request is sent again once a replica took over.  A request whose
-                # reply was lost may then take effect twice or not at all (doc/reliability.md).
+                # A cluster in failover: the request is sent again, with the same number, once a replica took
+                # over.  Moves and unindexed observes recognise their own earlier attempt (doc/reliability.md).
                 if not self.store.address.cluster or time.monotonic() > until:
                     raise PastSetConnectionError(f"lost the connection to the Redis store: {err}") from None
+                self._retry = True
                 log.warning("Redis store: %s; retrying while the cluster fails over", err)
                 time.sleep(0.2)  # a failover has no event to wait on from here: back off, bounded by FAILOVER_WAIT
             except redis.RedisError as err:
                 return 1, RemoteError.__name__, f"Redis: {err}", None
 
     def close(self) -> None:
-        """Close the connection."""
+        """Close the connection (clearing this connection's in-flight lists first)."""
+        for key in self._inflight.values():
+            try:
+                self.client.delete(key)
+            except Exception:  # the store is gone: the run's end removes the key
+                pass
+        self._inflight.clear()
         try:
             self.client.close()
         except Exception:  # pragma: no cover - already gone
@@ -338,7 +372,9 @@ class RedisLink:
     def _run(self, name: str, key: str, *args: Any) -> Any:
         redis = _redis()
         try:
-            (reply,) = self._send_two([("EVALSHA", self.scripts[name].sha, 1, key, *args)])
+            (reply,) = self._send_two(
+                [("EVALSHA", self.scripts[name].sha, 1, key, *args)], key, write=name not in READ_ONLY
+            )
             if isinstance(reply, redis.exceptions.NoScriptError):  # not yet on this node (a new one, after a failover)
                 reply = self.scripts[name](keys=[key], args=list(args))
             if isinstance(reply, redis.ResponseError):
@@ -347,17 +383,31 @@ class RedisLink:
         except redis.ResponseError as err:
             _raise(err)
 
-    def _send_two(self, commands: list[tuple[Any, ...]]) -> list[Any]:
-        """Send commands in one write and read each reply (errors as values); one round trip.
+    def _replicas(self, key: str) -> int:
+        """How many replicas a write on ``key`` waits for: ``?wait=N``, at most those the slot has now."""
+        want = self.store.address.wait
+        if not want or time.monotonic() < self._short_until:
+            return 0
+        if self.store.address.cluster:
+            nodes = self.client.nodes_manager.slots_cache.get(self.client.keyslot(key)) or []
+            want = min(want, len(nodes) - 1)
+        return max(want, 0)
+
+    def _send_two(self, commands: list[tuple[Any, ...]], key: str, write: bool = False) -> list[Any]:
+        """Send commands on ``key``'s node in one write and read each reply (errors as values); one round trip.
 
         On one Redis this uses the thread's own connection directly: redis-py's
-        pipeline object costs more than the round trip it saves.
+        pipeline object costs more than the round trip it saves.  A ``write``
+        ends with ``WAIT`` when the store asks for replicas (``?wait=N``).
         """
         redis = _redis()
         pool = conn = None
+        replicas = self._replicas(key) if write else 0
+        if replicas:
+            commands = [*commands, ("WAIT", replicas, self.store.address.wait_ms)]
         try:
             if self.store.address.cluster:  # every command here is on one element: one slot, one node
-                node = self.client.get_node_from_key(commands[-1][3])
+                node = self.client.get_node_from_key(key)
                 pool = self.client.get_redis_connection(node).connection_pool
                 conn = pool.get_connection()
             else:
@@ -390,6 +440,20 @@ class RedisLink:
         for reply in replies:
             if isinstance(reply, (redis.exceptions.ClusterDownError, redis.exceptions.TryAgainError)):
                 raise reply  # nothing ran on a cluster that is down: call() sends it again
+        if replicas:
+            acked = replies.pop()
+            if isinstance(acked, int) and acked < replicas:
+                # Not undone (Redis cannot), only said: and for a few seconds writes stop waiting for a
+                # replica that does not answer, so a run goes on at full speed while a failover settles.
+                self._short_until = time.monotonic() + 5.0
+                log.warning(
+                    "Redis store: a write reached %d of %d replica(s) within %d ms (wait=%d); it may be lost if "
+                    "its master fails now",
+                    acked,
+                    replicas,
+                    self.store.address.wait_ms,
+                    self.store.address.wait,
+                )
         return replies
 
     @contextlib.contextmanager
@@ -452,7 +516,10 @@ class RedisLink:
         if token:
             tickets = self._run("move_once", self.keys.meta(eid), token, wait, payloads[0])
         else:
-            tickets = self._run("move", self.keys.meta(eid), wait, *payloads)
+            # On a cluster a move carries this connection's request number: sent again after a failover, it
+            # takes effect once (the script remembers the last number it ran per connection).
+            rid = f"{self.owner}|{self._seq}" if self.store.address.cluster else ""
+            tickets = self._run("move", self.keys.meta(eid), wait, rid, *payloads)
         if tickets:
             with self._waiting(eid, "m"):
                 self._wait_tickets(eid, wait, tickets, timeout, token)
@@ -510,29 +577,51 @@ class RedisLink:
         block = 0 if timeout is None else max(timeout, 0.001)
         release = self.scripts["release"]
         commands: list[tuple[Any, ...]] = []
+        # On a cluster an unindexed observe moves its tuples into a list of its own, kept until the next
+        # observe of this element: sent again after a failover, it finds them there instead of taking others.
+        inflight = ""
+        if self.store.address.cluster and not leased:
+            inflight = f"f:{self.owner}:{self._seq}"
+            mine = self.keys.key(eid, inflight)
+            previous = self._inflight.get(eid)
+            if previous is not None and previous != mine:
+                commands.append(("DEL", previous))
+            if self._retry:
+                held = self._send_two([*commands, ("LRANGE", mine, 0, -1)], mine)[-1]
+                if held:
+                    self._inflight[eid] = mine
+                    return self._decoded(held)
         if self.store.task:
             commands.append(("HSET", self.keys.key(eid, "wt"), self.owner, f"{self.store.task}|o"))
         if leased:
             commands.append(("BLMOVE", queue, self.keys.key(eid, f"p:{owner}"), "LEFT", "RIGHT", block))
+        elif inflight:
+            commands.append(("BLMOVE", queue, self.keys.key(eid, inflight), "LEFT", "RIGHT", block))
         else:
             commands.append(("BLPOP", queue, block))
         # The release runs on this connection right after the pop: the room it made lets blocked moves in.
         mark = self.owner if self.store.task else ""
-        commands.append(("EVALSHA", release.sha, 1, meta, count - 1, owner, mark))
-        first, more = self._send_two(commands)[-2:]
+        commands.append(("EVALSHA", release.sha, 1, meta, count - 1, owner, mark, inflight))
+        first, more = self._send_two(commands, meta, write=True)[-2:]
+        if inflight:
+            self._inflight[eid] = self.keys.key(eid, inflight)
         if isinstance(first, Exception):
             raise first
         if isinstance(more, redis.exceptions.NoScriptError):
             try:
-                more = release(keys=[meta], args=[count - 1, owner, mark])  # loads it, for next time
+                more = release(keys=[meta], args=[count - 1, owner, mark, inflight])  # loads it, for next time
             except redis.ResponseError as err:
                 more = err
         if first is None:
             if isinstance(more, redis.ResponseError):
                 _raise(more)
             raise PastSetTimeoutError(f"observe timed out after {timeout} s: no tuple arrived")
-        item = first if leased else first[1]
-        items = [item] + (more if isinstance(more, list) else [])
+        item = first if leased or inflight else first[1]
+        return self._decoded([item] + (more if isinstance(more, list) else []))
+
+    @staticmethod
+    def _decoded(items: list[bytes]) -> list[Any]:
+        """The tuples of ``items`` ("JOB:bytes"); a deletion's mark raises its error unless tuples came first."""
         out: list[Any] = []
         for each in items:
             job, _, data = each.partition(b":")

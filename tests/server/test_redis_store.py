@@ -7,7 +7,7 @@ from conftest import start_server, stop_server
 
 import pastset
 from pastset.errors import ConfigurationError
-from pastset.transport.redis_store import parse_store
+from pastset.transport.redis_store import RedisStore, parse_store
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -118,12 +118,17 @@ def test_store_addresses_parse_with_credentials_and_clear_errors():
     many = parse_store("redis+cluster://h1:7000,h2:7001")
     assert many is not None and many.cluster and many.nodes == (("h1", 7000), ("h2", 7001))
     assert parse_store("") is None
+    waiting = parse_store("redis+cluster://h1:7000?wait=1&wait_ms=250")
+    assert waiting is not None and (waiting.wait, waiting.wait_ms, waiting.options) == (1, 250, {})
+    assert parse_store(waiting.redacted()) == waiting  # the run hands the setting on to its clients
     for bad, why in [
         ("mysql://h:1", "redis://HOST:PORT"),
         ("redis://h", "is not HOST:PORT"),
         ("redis://h:1,h:2", "use redis\\+cluster://"),
         ("redis+cluster://h:1/3", "only database 0"),
         ("redis://h:1?colour=blue", "unknown option"),
+        ("redis://h:1?wait=two", "wait='two' must be a whole number"),
+        ("redis://h:1?wait=1&wait_ms=0", "wait_ms='0' must be a whole number of at least 1"),
     ]:
         with pytest.raises(ValueError, match=why):
             parse_store(bad)
@@ -156,3 +161,55 @@ def test_keys_kept_by_setting_and_pypsclean_removes_a_dead_runs_keys(redis_singl
     out = subprocess.run(clean, env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and "removed" in out.stdout, out.stdout + out.stderr
     assert _keys(client, srv.run, False) == set()
+
+
+def test_a_request_sent_again_after_a_failover_takes_effect_once(redis_cluster, tmp_path):
+    """A cluster request whose reply was lost is sent again with its number: a move runs once, an observe
+    gets back the tuple it took (not the next one, which would lose the first)."""
+    srv = start_server(tmp_path, store=redis_cluster.url)
+    store = RedisStore(parse_store(redis_cluster.url), srv.run)
+    try:
+        link = store.link()
+        eid = link.call(("enter", ("again", int)))[1][0]
+        link._seq, link._retry = 100, False
+        link.move(eid, (1,))
+        link._retry = True  # what call() does when the connection broke before the reply
+        link.move(eid, (1,))
+        assert link.call(("last", eid)) == (0, 1)
+        assert link.call(("move", eid, (2,))) == (0, None)
+        link._seq, link._retry = 200, False
+        assert link.observe(eid) == (1,)
+        link._retry = True
+        assert link.observe(eid) == (1,)
+        assert link.call(("first", eid)) == (0, 1)
+        assert link.call(("observe", eid)) == (0, (2,))
+        pattern = store.keys.key(eid, "f:*")
+        held = [key for node in redis_cluster.primaries() for key in node.client().scan_iter(match=pattern)]
+        assert len(held) == 1  # the earlier observe's in-flight list went with the next observe
+    finally:
+        store.close()
+        stop_server(srv)
+
+
+def test_writes_wait_for_the_replicas_the_store_asks_for(redis_single, redis_cluster, tmp_path, caplog):
+    """``?wait=1`` sends WAIT after each write: a Redis with no replica answers 0 and the client says so; a
+    cluster whose masters have no replicas is not waited on."""
+    srv = start_server(tmp_path, store=redis_single.url)
+    try:
+        for url, warned in ((redis_single.url, True), (redis_cluster.url, False)):
+            store = RedisStore(parse_store(url + "?wait=1&wait_ms=50"), srv.run + ("c" if not warned else ""))
+            try:
+                caplog.clear()
+                link = store.link()
+                eid = link.call(("enter", ("waited", int)))[1][0]
+                assert link.call(("move", eid, (5,))) == (0, None)
+                assert link.call(("observe", eid)) == (0, (5,))
+                said = [r.getMessage() for r in caplog.records if "replica" in r.getMessage()]
+                assert bool(said) == warned, said
+                if warned:
+                    assert "reached 0 of 1 replica(s) within 50 ms" in said[0]
+                link.call(("delelement", eid))
+            finally:
+                store.close()
+    finally:
+        stop_server(srv)
