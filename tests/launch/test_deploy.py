@@ -8,6 +8,7 @@ that host's own ssh.  The netns tests need root; ``tests/run`` installs sshd
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -69,7 +70,10 @@ def deployments(hosts: NetnsHosts, tmp_path_factory: pytest.TempPathFactory) -> 
     """
     shell = 'printf %s "${XDG_DATA_HOME:-$HOME/.local/share}"'
     data = Path(subprocess.run(hosts[0].ssh_argv(shell), capture_output=True, text=True, timeout=30).stdout)
-    assert data.is_absolute() and data.is_dir(), data
+    assert data.is_absolute(), data
+    # A fresh machine may have no data directory yet: make it to mount on, and remove what was made.
+    made = [d for d in [data, *data.parents] if not d.exists()]
+    data.mkdir(parents=True, exist_ok=True)
     private = tmp_path_factory.mktemp("deploy-data")
     mounted = []
     try:
@@ -80,6 +84,9 @@ def deployments(hosts: NetnsHosts, tmp_path_factory: pytest.TempPathFactory) -> 
     finally:
         for host in mounted:
             host.run(["umount", str(data)], check=False)
+        for directory in made:  # deepest first, and only if still empty
+            with contextlib.suppress(OSError):
+                directory.rmdir()
 
 
 @pytest.fixture(scope="module")
