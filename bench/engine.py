@@ -1,7 +1,9 @@
 """The server engine under load: 10,000 blocked connections, and stalls caused by one slow caller.
 
 Run: ``python bench/engine.py [--blocked N] [--procs P]`` (pastset only; P4
-against Redis at 1000 is in bench/run.py).  It starts its own server
+against Redis at 1000 is in bench/run.py), or ``python bench/engine.py
+--against OTHER_CHECKOUT [--rounds R]`` for the stalls of this tree and of
+another side by side, in interleaved rounds, with their ratios.  It starts its own server
 (``pypsscheduler``-like, on loopback), prints one line per figure, and stops
 every process it started by pid.
 
@@ -35,6 +37,9 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 import pastset  # noqa: E402
+
+# The server and helper processes run this checkout's pastset, whatever the working directory.
+CHILD_ENV = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(HERE.parent), os.environ.get("PYTHONPATH")])))
 from pastset.core.naming import scheduler_name  # noqa: E402
 from pastset.transport.proxies import lookup, proxy  # noqa: E402
 
@@ -67,7 +72,7 @@ def waiting(address: str) -> int:
 def start_server(psbin: Path) -> tuple[subprocess.Popen, str]:
     argv = [sys.executable, "-m", "pastset.commands.server", "--scheduler", "--run", RUN]
     argv += ["--host", "127.0.0.1", "--port", "0", "--ready"]
-    env = dict(os.environ, PSBIN=str(psbin), PSLOGLEVEL="error")
+    env = dict(CHILD_ENV, PSBIN=str(psbin), PSLOGLEVEL="error")
     proc = subprocess.Popen(
         argv, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, start_new_session=True
     )
@@ -110,7 +115,14 @@ def p4(address: str, server: subprocess.Popen, n: int, procs: int) -> None:
         for share in shares:
             argv = [sys.executable, str(HERE / "helpers.py"), "blockers", "pastset", address, RUN, str(share), "-"]
             helpers.append(
-                subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, start_new_session=True)
+                subprocess.Popen(
+                    argv,
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    text=True,
+                    start_new_session=True,
+                    env=CHILD_ENV,
+                )
             )
         for proc in helpers:
             line = proc.stdout.readline()
@@ -220,7 +232,11 @@ def stalls(address: str) -> None:
         "print('done', flush=True)\n"
     )
     helper = subprocess.Popen(
-        [sys.executable, "-c", script, RUN, address], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", script, RUN, address],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=CHILD_ENV,
     )
     assert helper.stdout is not None and helper.stdin is not None
     helper.stdout.readline()
@@ -237,12 +253,60 @@ def stalls(address: str) -> None:
     prober.join(10)
 
 
+STALLS = {
+    "nothing else going on": "nothing else (1 s)",
+    "3 s X-function import": "a 3 s X-function import",
+    "3 s X-function move": "a 3 s X-function move, first() waiting",
+    "64 MiB move+observe": "a 64 MiB move+observe by another process",
+}
+
+
+def _stall_figures(tree: Path) -> dict[str, float]:
+    """One ``--only stalls`` run of the engine bench of ``tree``: worst pair latency (ms) by case."""
+    out = subprocess.run(
+        [sys.executable, str(tree / "bench" / "engine.py"), "--only", "stalls"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tree,
+        env=dict(os.environ, PYTHONPATH=str(tree)),
+    )
+    if out.returncode:
+        raise RuntimeError(f"the stalls bench of {tree} failed:\n{out.stderr[-2000:]}")
+    figures = {}
+    for line in out.stdout.splitlines():
+        for key in STALLS:
+            if key in line:
+                figures[key] = float(line.rsplit(":", 1)[1].split()[0])
+    return figures
+
+
+def compare_stalls(other: Path, rounds: int) -> None:
+    """The stall figures of this checkout and of ``other``, in interleaved rounds: medians and their ratios."""
+    runs: dict[str, list[dict[str, float]]] = {"this": [], "other": []}
+    for _ in range(rounds):
+        runs["other"].append(_stall_figures(other))
+        runs["this"].append(_stall_figures(HERE.parent))
+    print(f"Stalls, worst pair latency of an unrelated client, medians of {rounds} interleaved rounds")
+    print(f"  {'while':45} {'this':>10} {'other':>10} {'ratio':>7}")
+    for key, label in STALLS.items():
+        this = statistics.median(r[key] for r in runs["this"] if key in r)
+        that = statistics.median(r[key] for r in runs["other"] if key in r)
+        print(f"  {label:45} {this:8.1f}ms {that:8.1f}ms {this / that:6.2f}x")
+    print(f"  (this: {HERE.parent}; other: {other})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--blocked", type=int, default=10_000)
     parser.add_argument("--procs", type=int, default=20)
     parser.add_argument("--only", default="p4,stalls")
+    parser.add_argument("--against", type=Path, help="another checkout: compare the stalls with it, interleaved")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of each with --against")
     options = parser.parse_args()
+    if options.against:
+        compare_stalls(options.against.resolve(), options.rounds)
+        return
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 65536)), hard))
     with tempfile.TemporaryDirectory(prefix="pastset-bench-engine-") as tmp:

@@ -8,10 +8,11 @@ numbers, big integers and NumPy arrays survive.  NumPy arrays travel as their ra
 buffer (``tobytes``/``frombuffer``), never element by element.
 
 :func:`encode_parts` / :func:`decode_parts` are the same codec with large arrays
-*out of band*: the message body refers to them by number and their memory
-travels beside it, so a transport that can send several buffers (the direct
-channel, :mod:`pastset.transport.channel`) never copies a large array into the message
-nor out of it again.
+and large ``bytes`` fields of tuples *out of band*: the message body refers to
+them by number and their memory travels beside it, so a transport that can
+send several buffers (the direct channel, :mod:`pastset.transport.channel`)
+never copies a large value into the message nor out of it again.  The server
+keeps such bytes in the memory they arrived in (:class:`HeldBytes`).
 
 Nothing here ever unpickles: a type object is sent by name and looked up in a
 fixed table, so bytes from the network can only ever produce plain data.
@@ -37,6 +38,7 @@ gets the same refusal from the receiving side, and never a crashed process):
 
 from __future__ import annotations
 
+import operator
 import struct
 import sys
 import threading
@@ -69,7 +71,17 @@ def _need_numpy() -> Any:
     return numpy
 
 
-__all__ = ["MAX_DEPTH", "OUT_OF_BAND", "SUPPORTED", "decode", "decode_parts", "encode", "encode_parts"]
+__all__ = [
+    "MAX_DEPTH",
+    "OUT_OF_BAND",
+    "SUPPORTED",
+    "HeldBytes",
+    "decode",
+    "decode_parts",
+    "encode",
+    "encode_parts",
+    "released",
+]
 
 #: Deepest nesting of containers (tuple, list, dict, set, frozenset, array) a value may have.
 MAX_DEPTH = 100
@@ -82,10 +94,81 @@ MAX_COLLISIONS = 256
 # data; ~40 KiB of C stack each), deeper ones with a heap-allocated Unpacker.
 _SHALLOW = 4
 
-_TUPLE, _TYPE, _COMPLEX, _SET, _FROZENSET, _NDARRAY, _BIGINT, _NDARRAY_OOB = range(1, 9)
+_TUPLE, _TYPE, _COMPLEX, _SET, _FROZENSET, _NDARRAY, _BIGINT, _NDARRAY_OOB, _BYTES_OOB = range(1, 10)
 
-#: Arrays of at least this many bytes go out of band with :func:`encode_parts`.
+#: Arrays, and ``bytes`` fields of a tuple, of at least this many bytes go out of band with :func:`encode_parts`.
 OUT_OF_BAND = 32 * 1024
+
+
+class HeldBytes:
+    """A large ``bytes`` value as the server holds it: a read-only view of the memory it arrived in.
+
+    The server decodes an out-of-band ``bytes`` field (``decode_parts(...,
+    hold=True)``) into this, not into ``bytes``: making a ``bytes`` of 64 MiB
+    copies it into fresh memory with the interpreter lock held (some 40 ms
+    here), and every other client of the server waits that long.  Held, the
+    value is never copied: :func:`encode_parts` hands the same memory to the
+    socket when an observer takes it.  It has the length, equality and hash of
+    the ``bytes`` it stands for, and ``bytes(value)`` gives them.  Clients
+    always receive plain ``bytes``; X-functions get plain ``bytes`` too (see
+    :func:`released`).
+    """
+
+    __slots__ = ("view",)
+
+    def __init__(self, buffer: Any) -> None:
+        self.view = memoryview(buffer).toreadonly()
+
+    def __len__(self) -> int:
+        return self.view.nbytes
+
+    @property
+    def nbytes(self) -> int:
+        """The size in bytes, as NumPy arrays say it (what the server counts as large)."""
+        return self.view.nbytes
+
+    def __bytes__(self) -> bytes:
+        return self.view.tobytes()
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, HeldBytes):
+            return self.view == other.view
+        return isinstance(other, bytes) and self.view == other
+
+    def __hash__(self) -> int:
+        return hash(self.view.tobytes())
+
+    def __repr__(self) -> str:
+        return repr(self.view.tobytes())
+
+
+def released(value: Any) -> Any:
+    """``value`` with every :class:`HeldBytes` in its tuples and lists made plain ``bytes`` (for user code)."""
+    kind = type(value)
+    if kind is HeldBytes:
+        return value.view.tobytes()
+    if kind is tuple or kind is list:
+        items = [released(item) for item in value]
+        if all(map(operator.is_, items, value)):
+            return value  # nothing held inside: the same object
+        return tuple(items) if kind is tuple else items
+    return value
+
+
+class _Beside:
+    """A ``bytes`` field of a tuple being encoded, marked to travel out of band (never copied)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: bytes) -> None:
+        self.value = value
+
+
+def _beside(fields: tuple) -> list[Any] | None:
+    """``fields`` with each large ``bytes`` marked to go out of band; None if there is none."""
+    marked = [_Beside(f) if type(f) is bytes and len(f) >= OUT_OF_BAND else f for f in fields]
+    return marked if any(type(f) is _Beside for f in marked) else None
+
 
 _TYPES: dict[str, type] = {
     t.__name__: t for t in (int, float, complex, str, bytes, bytearray, bool, tuple, list, dict, set, frozenset, object)
@@ -151,7 +234,25 @@ def _refuse(obj: object) -> SerialisationError:
 def _default(obj: Any) -> Any:
     # Called by msgpack for everything it does not pack natively (strict types).
     if type(obj) is tuple:
-        return msgpack.ExtType(_TUPLE, _pack(list(obj)))
+        beside = getattr(_local, "oob", None)
+        mark = 0 if beside is None else len(beside)
+        packed = _pack(list(obj))
+        # Packing first costs a small tuple nothing more; a large one is packed
+        # again with its large bytes beside the message (in this process only:
+        # the server's own large values are HeldBytes, which never take this path).
+        if beside is not None and len(packed) >= OUT_OF_BAND:
+            marked = _beside(obj)
+            if marked is not None:
+                del beside[mark:]  # the arrays the first packing put beside: packed again
+                packed = _pack(marked)
+        return msgpack.ExtType(_TUPLE, packed)
+    if type(obj) is HeldBytes or type(obj) is _Beside:
+        view = obj.view if isinstance(obj, HeldBytes) else memoryview(obj.value)
+        beside = getattr(_local, "oob", None)
+        if beside is None:
+            return view.tobytes()  # in band (Pyro5, the journal): a plain bin
+        beside.append(view)
+        return msgpack.ExtType(_BYTES_OOB, _INDEX.pack(len(beside) - 1))
     if isinstance(obj, type):
         name = _TYPE_NAMES.get(obj)
         np = _numpy()
@@ -285,6 +386,7 @@ def _bigints(obj: Any) -> Any:
 
 
 _local = threading.local()
+_INDEX = struct.Struct("<I")
 
 
 def _pack(obj: Any) -> bytes:
@@ -362,15 +464,20 @@ def encode_parts(obj: Any) -> list[bytes | memoryview]:
     return [body, *beside]
 
 
-def decode_parts(body: bytes, buffers: list[Any]) -> Any:
-    """Decode what :func:`encode_parts` made; arrays are views of ``buffers`` (writable if they are)."""
-    return decode(body, buffers)
+def decode_parts(body: bytes, buffers: list[Any], *, hold: bool = False) -> Any:
+    """Decode what :func:`encode_parts` made; arrays are views of ``buffers`` (writable if they are).
+
+    Out-of-band ``bytes`` are copied out of their buffer once, as plain
+    ``bytes``, or not at all with ``hold`` (the server): as :class:`HeldBytes`,
+    which :func:`encode_parts` sends on from the same memory.
+    """
+    return decode(body, buffers, hold=hold)
 
 
-def decode(data: bytes, buffers: list[Any] | None = None) -> Any:
+def decode(data: bytes, buffers: list[Any] | None = None, *, hold: bool = False) -> Any:
     """Decode bytes produced by :func:`encode`; malformed or too deeply nested input raises SerialisationError."""
     try:
-        decoding = _Decoding(data, buffers)
+        decoding = _Decoding(data, buffers, hold)
         obj = decoding.frame(data)
         if decoding.depths is not None and type(obj) in _NATIVE_KINDS:
             decoding.measure(obj)
@@ -441,12 +548,13 @@ class _Decoding:
     that (each level costs a byte), so the common small message skips the count.
     """
 
-    __slots__ = ("buffers", "depth", "depths")
+    __slots__ = ("buffers", "depth", "depths", "hold")
 
-    def __init__(self, data: bytes, buffers: list[Any] | None) -> None:
+    def __init__(self, data: bytes, buffers: list[Any] | None, hold: bool = False) -> None:
         self.depth = 0
         self.depths: dict[int, int] | None = {} if len(data) > MAX_DEPTH else None
         self.buffers = buffers or []
+        self.hold = hold
 
     def frame(self, data: bytes) -> Any:
         """Decode one msgpack document (the message, or an extension's payload)."""
@@ -550,4 +658,10 @@ class _Decoding:
             if not isinstance(number, int) or not 0 <= number < len(buffers):
                 raise SerialisationError("a message refers to an array buffer that did not come with it")
             return _np.frombuffer(buffers[number], dtype=dt).reshape(shape)
+        if code == _BYTES_OOB:
+            buffers = self.buffers
+            number = _INDEX.unpack(data)[0] if len(data) == _INDEX.size else -1
+            if not 0 <= number < len(buffers):
+                raise SerialisationError("a message refers to a bytes buffer that did not come with it")
+            return HeldBytes(buffers[number]) if self.hold else bytes(buffers[number])
         raise SerialisationError(f"received an unknown value kind ({code}); are both sides the same pastset version?")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from pastset.errors import SerialisationError
-from pastset.wire import MAX_DEPTH, OUT_OF_BAND, decode, decode_parts, encode, encode_parts
+from pastset.wire import MAX_DEPTH, OUT_OF_BAND, HeldBytes, decode, decode_parts, encode, encode_parts, released
 
 VALUES = [
     None,
@@ -145,6 +145,46 @@ def test_encode_parts_of_a_big_integer_retry_keeps_one_buffer_per_array():
     assert len(parts) == 2
     value, arr = decode_parts(*_as_received(parts))
     assert value == 2**100 and arr.sum() == OUT_OF_BAND
+
+
+def test_large_bytes_fields_travel_beside_the_body_and_the_server_sends_them_on_without_a_copy():
+    big, other = b"\x01" * (OUT_OF_BAND + 5), b"\x02" * OUT_OF_BAND
+    small = b"\x03" * (OUT_OF_BAND - 1)
+    message = ("move", 3, ("m", big, small, (other,), [big]), None)
+    parts = encode_parts(message)
+    assert len(parts) == 3, "the two large bytes fields of tuples go beside; bytes in a list stay in band"
+    assert len(parts[0]) < 2 * OUT_OF_BAND + 1000 and bytes(parts[1]) == big and bytes(parts[2]) == other
+    back = decode_parts(*_as_received(parts))
+    assert back == message
+    assert type(back[2][1]) is bytes and type(back[2][3][0]) is bytes, "a client gets plain bytes"
+    received = _as_received(parts)
+    held = decode_parts(*received, hold=True)
+    assert held == message and type(held[2][1]) is HeldBytes and type(held[2][2]) is bytes
+    assert held[2][1].view.obj is received[1][0], "the server keeps the bytes in the buffer they arrived in"
+    assert len(held[2][1]) == len(big) and bytes(held[2][1]) == big and hash(held[2][1]) == hash(big)
+    again = encode_parts(("ok", held[2]))
+    assert [len(p) for p in again[1:]] == [len(big), len(other)]
+    assert again[1] is held[2][1].view, "the held memory goes to the socket as it is, not a copy"
+    assert decode(encode(held)) == message and type(decode(encode(held))[2][1]) is bytes  # in band, as before
+    plain = released(held)
+    assert plain == message and type(plain[2][1]) is bytes and type(plain[2][3][0]) is bytes
+    assert released(message) is message, "nothing held: the same object"
+
+
+def test_out_of_band_bytes_references_must_match_their_buffers():
+    body, *_ = encode_parts((b"x" * OUT_OF_BAND,))
+    with pytest.raises(SerialisationError, match="did not come with it"):
+        decode_parts(body, [])
+    with pytest.raises(SerialisationError, match="did not come with it"):
+        decode(body)
+
+
+def test_a_packed_again_tuple_sends_each_array_once():
+    arr = np.ones(OUT_OF_BAND, dtype=np.uint8)
+    parts = encode_parts(((arr, b"y" * OUT_OF_BAND),))  # packed once in band, then again with the bytes beside
+    assert len(parts) == 3
+    ((got, raw),) = decode_parts(*_as_received(parts))
+    assert got.sum() == OUT_OF_BAND and raw == b"y" * OUT_OF_BAND
 
 
 # ------------------------------------------------------------------ limits

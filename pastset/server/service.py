@@ -173,7 +173,7 @@ class SpaceService:
             return _encoded(self._call(caller, request, None), wire.encode)
 
     def call_parts(
-        self, body: bytes, buffers: list[bytearray], caller: Caller | None = None
+        self, body: bytes, buffers: list[bytearray | memoryview], caller: Caller | None = None
     ) -> list[bytes | memoryview]:
         """The same with large arrays out of band: the reply as [body, buffer, ...]."""
         caller = caller or Caller()
@@ -181,7 +181,7 @@ class SpaceService:
             return _encoded(self._call(caller, body, buffers), wire.encode_parts)
 
     # ------------------------------------------------------ the channel's loop
-    def start(self, caller: Caller, body: bytes, buffers: list[bytearray], hooks: Hooks) -> Outcome:
+    def start(self, caller: Caller, body: bytes, buffers: list[bytearray | memoryview], hooks: Hooks) -> Outcome:
         """Start one request without waiting: a reply, a waiter queued on a plain element, or work for the pool."""
         with self.calls, calling(caller):  # named on the loop too: the run report counts who changed what
             try:
@@ -214,7 +214,25 @@ class SpaceService:
 
     def _pooled(self, caller: Caller, message: tuple) -> Reply:
         with self.calls, calling(caller):
-            return Reply(_encoded(self._run(caller, message), wire.encode_parts))
+            return Reply(_encoded(self._run(caller, self._for_user_code(message)), wire.encode_parts))
+
+    def _for_user_code(self, message: tuple) -> tuple:
+        """The message with plain ``bytes`` where it goes to an X-function (user code), not HeldBytes.
+
+        A plain element only stores and hands on what it is given, so it keeps
+        large bytes in the memory they arrived in; an X-function's code may
+        test for ``bytes`` or slice them, so it gets the real thing (one copy).
+        """
+        if message[0] == "ack":
+            return wire.released(message)  # its result may go to an X-function element
+        if message[0] in ELEMENT and len(message) > 2:
+            try:
+                element = self.space.element(message[1])
+            except PastSetError:
+                return message
+            if type(element) is not Element:
+                return wire.released(message)
+        return message
 
     def _submit(self, caller: Caller, element: Element, message: tuple, hooks: Hooks) -> Outcome:
         op, _eid, *args = message
@@ -282,19 +300,19 @@ class SpaceService:
         return Reply(wire.encode_parts(_error_reply(err)))
 
     # ---------------------------------------------------------------- common
-    def _call(self, caller: Caller, request: bytes, buffers: list[bytearray] | None) -> tuple:
+    def _call(self, caller: Caller, request: bytes, buffers: list[bytearray | memoryview] | None) -> tuple:
         try:
             message = self._parse(request, buffers)
         except PastSetError as err:
             return _error_reply(err)
-        return self._run(caller, message)
+        return self._run(caller, message if buffers is None else self._for_user_code(message))
 
-    def _parse(self, request: bytes, buffers: list[bytearray] | None) -> tuple:
+    def _parse(self, request: bytes, buffers: list[bytearray | memoryview] | None) -> tuple:
         if not isinstance(request, bytes):
             raise wire.SerialisationError(
                 "requests must be bytes sent with Pyro5's msgpack serializer; use pastset.PastSet"
             )
-        message = wire.decode(request) if buffers is None else wire.decode_parts(request, buffers)
+        message = wire.decode(request) if buffers is None else wire.decode_parts(request, buffers, hold=True)
         if not isinstance(message, tuple) or not message or message[0] not in self._ops:
             raise wire.SerialisationError(f"unknown request {message!r:.80}")
         return message

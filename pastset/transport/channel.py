@@ -50,6 +50,7 @@ __all__ = [
     "Hello",
     "encode_hello",
     "encode_welcome",
+    "frame_views",
     "keep_alive_socket",
     "parse_frame",
     "parse_hello",
@@ -174,11 +175,8 @@ def small_frame(body: bytes | memoryview) -> bytes:
     return _NO_BUFFERS.pack(len(body)) + body
 
 
-def parse_frame(inbox: bytearray, limit: int = MAX_FRAME) -> tuple[bytes, list[bytearray]] | None:
-    """Take one complete frame off the front of ``inbox``: (body, buffers); None if it is not all there yet.
-
-    Raises ConnectionError for a frame that breaks the limits, before waiting for its bytes.
-    """
+def _layout(inbox: Any, limit: int) -> tuple[int, int, list[int]] | None:
+    """Where a frame's body starts, its size and its buffers' lengths; None until the header is all there."""
     have = len(inbox)
     if have < HEADER.size:
         return None
@@ -192,14 +190,47 @@ def parse_frame(inbox: bytearray, limit: int = MAX_FRAME) -> tuple[bytes, list[b
     total = size + sum(lengths)
     if total > limit:
         raise ConnectionError(f"a frame of {total} bytes is over the limit of {limit}")
-    if have < start + total:
+    return start, size, lengths
+
+
+def parse_frame(inbox: bytearray, limit: int = MAX_FRAME) -> tuple[bytes, list[bytearray | memoryview]] | None:
+    """Take one complete frame off the front of ``inbox``: (body, buffers); None if it is not all there yet.
+
+    Raises ConnectionError for a frame that breaks the limits, before waiting for its bytes.
+    """
+    layout = _layout(inbox, limit)
+    if layout is None:
+        return None
+    start, size, lengths = layout
+    if len(inbox) < start + size + sum(lengths):
         return None
     body = bytes(inbox[start : start + size])
-    buffers, offset = [], start + size
+    buffers: list[bytearray | memoryview] = []
+    offset = start + size
     for length in lengths:
         buffers.append(inbox[offset : offset + length])
         offset += length
     del inbox[:offset]
+    return body, buffers
+
+
+def frame_views(frame: Any) -> tuple[bytes, list[bytearray | memoryview]]:
+    """A whole frame received into a buffer of its own: (body, views of its buffers), nothing copied but the body.
+
+    The views keep ``frame`` alive as long as a value decoded from them (a NumPy
+    array) does; they are writable if ``frame`` is.
+    """
+    layout = _layout(frame, len(frame))
+    if layout is None or len(frame) != layout[0] + layout[1] + sum(layout[2]):
+        raise ConnectionError("a large frame does not hold what its header says")
+    start, size, lengths = layout
+    view = memoryview(frame)
+    body = bytes(view[start : start + size])
+    buffers: list[bytearray | memoryview] = []
+    offset = start + size
+    for length in lengths:
+        buffers.append(view[offset : offset + length])
+        offset += length
     return body, buffers
 
 

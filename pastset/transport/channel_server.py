@@ -37,6 +37,7 @@ import fcntl
 import heapq
 import itertools
 import logging
+import mmap
 import socket
 import struct
 import termios
@@ -56,6 +57,7 @@ from pastset.transport.channel import (
     MAX_BUFFERS,
     Hello,
     encode_welcome,
+    frame_views,
     keep_alive_socket,
     parse_frame,
     parse_hello,
@@ -109,7 +111,7 @@ class _Link:
         self.inbox = bytearray()
         self.service: Service | None = None  # set once the handshake passed
         self.accepted = time.monotonic()
-        self.big: bytearray | None = None  # a large frame being received into its own buffer
+        self.big: mmap.mmap | None = None  # a large frame being received into its own buffer
         self.bigfill = 0
         self.busy = False  # the pool works on a request of this connection
         self.pending: Pending | None = None
@@ -324,8 +326,13 @@ class ChannelServer:
         self._release()
 
     def _begin_big(self, link: _Link, total: int) -> None:
-        """Receive a large frame into a buffer of its own size (no growing and copying of the inbox)."""
-        big = bytearray(total)
+        """Receive a large frame into a buffer of its own size (no growing and copying of the inbox).
+
+        An anonymous mapping, not a bytearray: the kernel hands out zeroed pages
+        as ``recv_into`` fills them, where ``bytearray(total)`` would first clear
+        every byte on the loop, with the interpreter lock held.
+        """
+        big = mmap.mmap(-1, total)
         have = min(total, len(link.inbox))
         big[:have] = link.inbox[:have]
         del link.inbox[:have]
@@ -357,13 +364,11 @@ class ChannelServer:
         self._inflight -= len(big)
 
         def work() -> Outcome:
-            frame = parse_frame(big, len(big))
-            assert frame is not None
-            return self._start(link, *frame)
+            return self._start(link, *frame_views(big))
 
         self._off_loop(link, work)
 
-    def _start(self, link: _Link, body: bytes, buffers: list[bytearray]) -> Outcome:
+    def _start(self, link: _Link, body: bytes, buffers: list[bytearray | memoryview]) -> Outcome:
         assert link.service is not None
         return link.service.start(link.caller, body, buffers, link)
 

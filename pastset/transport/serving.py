@@ -59,7 +59,7 @@ class Hooks(Protocol):
 class Service(Protocol):
     """The space a channel serves (pastset.server.service.SpaceService)."""
 
-    def start(self, caller: Caller, body: bytes, buffers: list[bytearray], hooks: Hooks) -> Outcome:
+    def start(self, caller: Caller, body: bytes, buffers: list[bytearray | memoryview], hooks: Hooks) -> Outcome:
         """Start one request without waiting."""
 
     def finish(self, pending: Pending, caller: Caller) -> Outcome:

@@ -118,3 +118,43 @@ def test_an_xfunction_value_that_cannot_be_sent_leaves_its_tuple(server):
     assert e.first() == 0
     assert e.observe(1) == (2,)
     still_serves(pset)
+
+
+def test_large_bytes_come_back_exact_and_plain_through_the_server(server):
+    """Large bytes ride out of band into the server and out again: the same bytes, plain ``bytes``, in order."""
+    import threading
+
+    pset = pastset.PastSet()
+    e = pset.enter(("exact-big", bytes))
+    big = bytes(range(256)) * (3 << 12)  # 3 MiB: a large frame, received into a buffer of its own
+    got: list[tuple] = []
+    waiting = threading.Thread(target=lambda: got.append(pastset.PastSet().enter(("exact-big", bytes)).observe()))
+    waiting.start()  # blocked before the value arrives: the server sends its held value on
+    e.move((big,))
+    waiting.join(30)
+    assert got and got[0] == (big,) and type(got[0][0]) is bytes
+    e.move_many([(big[:100_000],), (b"small",), (big[1:],)])
+    assert e.observe_many(3) == [(big[:100_000],), (b"small",), (big[1:],)]
+    e.move((b"x" * wire.OUT_OF_BAND, ("nested", b"y" * wire.OUT_OF_BAND)))
+    value = e.observe()
+    assert value == (b"x" * wire.OUT_OF_BAND, ("nested", b"y" * wire.OUT_OF_BAND))
+    assert type(value[0]) is bytes and type(value[1][1]) is bytes
+    still_serves(pset)
+
+
+def test_an_xfunction_gets_large_bytes_as_plain_bytes(server):
+    """The server keeps large bytes in the memory they arrived in; user code on the server still gets ``bytes``."""
+    (server.psbin / "xbytes.py").write_text(
+        "import pastset.element\n"
+        "class Element(pastset.element.Element):\n"
+        "    def move(self, data):\n"
+        "        kinds = tuple(type(field).__name__ for field in data)\n"
+        "        return super().move((data[0][:3] + data[0][-3:], kinds, len(data[0])))\n"
+    )
+    pset = pastset.PastSet()
+    e = pset.enter(("exact-xbytes", bytes), xfunction="xbytes")
+    big = b"abc" + b"\0" * (2 << 20) + b"xyz"
+    e.move((big,))
+    e.move_many([(big,)])
+    assert e.observe_many(2) == [(b"abcxyz", ("bytes",), len(big))] * 2
+    still_serves(pset)
