@@ -1,24 +1,29 @@
 """The one settings object: internal defaults < ini files < environment.
 
-Every PS* setting of SEMANTICS.md is read here and nowhere else.  Values are
-typed; an invalid one falls back to its default with a warning that names the
-setting and the bad value.  PSCONFHELP names a Python script executed (in this
-process, so it can set ``os.environ``) just before the environment is read, the
-hook batch systems use to hand over their node list.  The run's own wiring
-(where the name server is, the run's name, the task a process serves) travels
-in PSNS, PSRUN and PSTASK, set by pypsrun for the processes it starts.
+Every PS* setting of SEMANTICS.md is read here and nowhere else: this is the
+only module of pastset that reads ``os.environ`` (for the settings, for a
+child's environment, and for the batch system's variables).  Values are typed;
+an invalid one falls back to its default with a warning that names the setting
+and the bad value.  PSCONFHELP names a Python script executed (in this process,
+so it can set ``os.environ``) just before the environment is read, the hook
+batch systems use to hand over their node list.  The run's own wiring (where
+the name server is, the run's name, the task a process serves) travels in PSNS,
+PSRUN and PSTASK, set by pypsrun for the processes it starts.
+
+The table of settings and their parsers is :mod:`pastset.settings_spec`; what
+a process does with its settings lives beside: logging in
+:mod:`pastset.logsetup`, which hosts are this machine in
+:mod:`pastset.thishost`.  Their public names are importable from here too.
 """
 
 from __future__ import annotations
 
 import configparser
 import difflib
-import ipaddress
 import logging
 import os
 import runpy
-import socket
-from collections.abc import Callable, Mapping, MutableMapping
+from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -26,25 +31,30 @@ from typing import Any
 import platformdirs
 
 from pastset.errors import ConfigurationError
+from pastset.logsetup import SECRETS, SecretFilter, configure_logging, private_log_file
+from pastset.settings_spec import LEVELS, SPEC
+from pastset.thishost import interface_addresses, is_this_host, this_host_names
 
 __all__ = [
+    "LEVELS",
     "PASSED_ON",
     "SECRETS",
     "SETTINGS_HELP",
+    "SPEC",
     "SecretFilter",
     "Settings",
     "Wiring",
     "adopt_environment",
+    "batch_environment",
     "config_paths",
     "configure_logging",
     "interface_addresses",
     "is_this_host",
+    "private_log_file",
     "this_host_names",
 ]
 
 log = logging.getLogger(__name__)
-
-LEVELS = ("debug", "info", "warning", "error", "critical")
 
 
 def config_paths() -> list[Path]:
@@ -52,177 +62,6 @@ def config_paths() -> list[Path]:
     site = Path(platformdirs.site_config_dir("pastset")) / "pastset.conf"
     user = Path(platformdirs.user_config_dir("pastset")) / "pastset.conf"
     return [Path("/etc/pypastset.conf"), site, Path("~/.pypastset.conf").expanduser(), user]
-
-
-def _int_at_least(low: int) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        value = int(text)
-        if value < low:
-            raise ValueError(f"must be at least {low}")
-        return value
-
-    return parse
-
-
-def _optional(parse: Callable[[str], Any]) -> Callable[[str], Any]:
-    """``parse``, with the empty text meaning "unset" (None)."""
-
-    def optional(text: str) -> Any:
-        return None if not text else parse(text)
-
-    return optional
-
-
-def _level(text: str) -> str:
-    if text.lower() not in LEVELS:
-        raise ValueError(f"must be one of {', '.join(LEVELS)}")
-    return text.lower()
-
-
-def _text(text: str) -> str:
-    return text
-
-
-def _yes_no(text: str) -> bool:
-    if text.lower() in ("1", "yes", "true", "on"):
-        return True
-    if text.lower() in ("", "0", "no", "false", "off"):
-        return False
-    raise ValueError("must be yes or no")
-
-
-def _seconds(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise ValueError("must be a positive number of seconds")
-    return value
-
-
-_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
-
-
-def _bytes(text: str) -> int:
-    """A size such as 1073741824, 512M or 1G (binary units; a trailing B or iB is allowed)."""
-    value = text.strip().lower().removesuffix("ib").removesuffix("b")
-    unit = value[-1:] if value[-1:] in _UNITS and value[-1:] else ""
-    number = value[: len(value) - len(unit)].strip()
-    try:
-        size = int(float(number) * _UNITS[unit])
-    except (ValueError, OverflowError):
-        raise ValueError("must be a size in bytes such as 1G, 512M or 1073741824") from None
-    if size < 1 << 20:
-        raise ValueError("must be at least 1M")
-    return size
-
-
-def _stall(text: str) -> str:
-    if text.lower() not in ("stop", "report"):
-        raise ValueError("must be stop or report")
-    return text.lower()
-
-
-def _web(text: str) -> str:
-    if text:
-        if not text.rpartition(":")[2].isdigit():
-            raise ValueError("must be PORT or HOST:PORT")
-    return text
-
-
-def _channel(text: str) -> str:
-    value = text.strip().lower() or "auto"
-    if value in ("auto", "off") or (value.isdigit() and 0 < int(value) < 65536):
-        return value
-    raise ValueError("must be auto, off or a TCP port number")
-
-
-def _launch(text: str) -> str:
-    value = text.strip().lower() or "auto"
-    if value not in ("auto", "ssh", "srun", "pbsdsh", "local"):
-        raise ValueError("must be auto, ssh, srun, pbsdsh or local")
-    return value
-
-
-def _store(text: str) -> str:
-    text = text.strip()
-    if text:
-        scheme, sep, _ = text.partition("://")
-        if not sep or scheme.lower() not in ("redis", "rediss", "redis+cluster", "rediss+cluster"):
-            raise ValueError(
-                "must be empty (the built-in server), redis://HOST:PORT[/DB], rediss://HOST:PORT, "
-                "or redis+cluster://HOST:PORT[,HOST:PORT...]"
-            )
-    return text
-
-
-def _ns(text: str) -> str:
-    if text:
-        host, _, port = text.rpartition(":")
-        if not host or not port.isdigit():
-            raise ValueError("must be HOST:PORT")
-    return text
-
-
-#: name -> (parser, default, meaning); the order is the order -h prints.
-SPEC: dict[str, tuple[Callable[[str], Any], str, str]] = {
-    "PSBIN": (_text, ".", "where applications and X-functions are looked up (dirs joined by ':')"),
-    "PSROOT": (_text, "", "the installation (default: the installed package)"),
-    "PSMASTER": (_text, "", "host for the server side (empty: this host)"),
-    "PSHOSTS": (_text, "", "hosts file, one host a line (empty: only this host)"),
-    "PSPROCS": (_int_at_least(0), "1", "clients to launch, in hosts-file order"),
-    "PSLAUNCH": (
-        _launch,
-        "auto",
-        "how clients start: auto (srun in a SLURM job, pbsdsh in a PBS job, else ssh), ssh, srun, pbsdsh or local",
-    ),
-    "PSSSH": (_text, "ssh", "ssh command used to reach hosts"),
-    "PSSSHACCEPT": (_yes_no, "no", "accept unknown SSH host keys (only for throwaway test clusters)"),
-    "PSPYTHON": (_text, "python", "python command on the nodes (locally: this Python)"),
-    "PSPKILL": (_text, "pkill -9 -f", "kill-by-name command (kept for compatibility; unused)"),
-    "PSWAITPROCS": (
-        _optional(_int_at_least(0)),
-        "",
-        "clients to register before the app starts (default PSPROCS)",
-    ),
-    "PSLOGPATH": (_text, "", "log file (empty: no log file)"),
-    "PSLOGLEVEL": (_level, "warning", "debug, info, warning, error or critical"),
-    "PSCONFHELP": (_text, "", "configuration helper script run before the environment is read"),
-    "PSSLOTS": (_int_at_least(1), "1", "spawned tasks one client runs at once"),
-    "PSPROGRESS": (_yes_no, "no", "pypsrun shows a live progress line on a terminal's stderr"),
-    "PSWEB": (_web, "", "serve a status page: PORT or HOST:PORT (loopback unless a host is given)"),
-    "PSDEADTIME": (_seconds, "6", "seconds without a heartbeat before a client counts as dead"),
-    "PSCHANNEL": (
-        _channel,
-        "auto",
-        "element operations' direct channel: auto (a free port), a fixed PORT, or off (all through Pyro5)",
-    ),
-    "PSMAXINFLIGHT": (
-        _bytes,
-        "1G",
-        "server: bytes of requests and replies held in flight (also the largest request); past it, reading waits",
-    ),
-    "PSSTALLGRACE": (
-        _seconds,
-        "2",
-        "seconds everything must stay blocked and unchanged before pypsrun reports that the run can never progress",
-    ),
-    "PSSTALL": (_stall, "stop", "a run that can never progress: stop (report, exit status 3) or report (keep waiting)"),
-    "PSFAILFAST": (_yes_no, "no", "the first spawned task that fails ends the run, showing its traceback (MPI_Abort)"),
-    "PSSTRICT": (_yes_no, "no", "moves must be tuples of the template's length (a course's strict mode)"),
-    "PSJOURNAL": (_text, "", "directory where the server journals every change, to recover after a crash"),
-    "PSJOURNALSYNC": (_yes_no, "no", "fsync each journal record (survives power loss; much slower)"),
-    "PSREPORT": (_text, "", "write an HTML report of the run (timeline, load balance) to this file when it ends"),
-    "PSSTORE": (
-        _store,
-        "",
-        "where elements live: empty (the built-in server), redis://HOST:PORT[/DB], rediss://..., "
-        "or redis+cluster://HOST:PORT[,HOST:PORT...] (user and password in the URL; keep it off command lines)",
-    ),
-    "PSSTOREKEEP": (_yes_no, "no", "keep a run's keys in the Redis store when the run ends"),
-    "PSSECRET": (_text, "", "the run's secret (made by pypsrun, handed on privately; never shown)"),
-    "PSNS": (_ns, "", "name server of the current run as HOST:PORT (set by pypsrun)"),
-    "PSRUN": (_text, "", "name of the current run (set by pypsrun)"),
-    "PSTASK": (_text, "", "id of the spawned task this process runs (set by clients)"),
-}
 
 
 def _default(name: str) -> Any:
@@ -476,181 +315,3 @@ def batch_environment() -> dict[str, str]:
 
 
 SETTINGS_HELP = "Run with -h to see the settings, their sources and the files searched."
-
-
-def this_host_names() -> set[str]:
-    """Names and addresses by which this machine knows itself."""
-    names = {"", "localhost", "127.0.0.1", "::1", socket.gethostname(), socket.getfqdn()}
-    try:
-        host, aliases, addresses = socket.gethostbyname_ex(socket.gethostname())
-        names.update([host, *aliases, *addresses])
-    except OSError:
-        pass
-    return {n.lower() for n in names}
-
-
-class SecretFilter(logging.Filter):
-    """Replaces the run's secret in every log record with ``(secret)``.
-
-    Installed on every handler by :func:`configure_logging`, so no line a
-    process writes (its own, a library's, the status page's access log, a
-    traceback) carries the secret to stderr or PSLOGPATH.  It reads the secret
-    from the settings object (PSSECRET) when a record passes; pypsrun, which
-    makes the run's secret after logging is set up, hands it over with
-    :meth:`add`.
-    """
-
-    def __init__(self, settings: Settings | None = None) -> None:
-        super().__init__()
-        self.settings = settings
-        self.extra: set[str] = set()
-
-    def add(self, secret: str) -> None:
-        """Scrub ``secret`` too."""
-        if secret:
-            self.extra.add(secret)
-
-    def secrets(self) -> list[str]:
-        """The secrets to scrub, longest first, with their URL-quoted forms."""
-        from urllib.parse import quote
-
-        found = set(self.extra)
-        if self.settings is not None and self.settings.PSSECRET:
-            found.add(self.settings.PSSECRET)
-        found |= {quote(s, safe="") for s in found}
-        return sorted((s for s in found if s), key=len, reverse=True)
-
-    def scrub(self, text: str) -> str:
-        """``text`` with every secret replaced."""
-        for secret in self.secrets():
-            text = text.replace(secret, "(secret)")
-        return text
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        """Scrub the message, its arguments and any traceback; never drop a record."""
-        secrets = self.secrets()
-        if not secrets:
-            return True
-        message = record.getMessage()
-        if record.exc_info and not record.exc_text:
-            record.exc_text = logging.Formatter().formatException(record.exc_info)
-        scrubbed = self.scrub(message)
-        if scrubbed != message:
-            record.msg, record.args = scrubbed, None
-        if record.exc_text:
-            record.exc_text = self.scrub(record.exc_text)
-        if record.stack_info:
-            record.stack_info = self.scrub(record.stack_info)
-        return True
-
-
-#: the filter the last :func:`configure_logging` installed (secrets can be added to it)
-SECRETS = SecretFilter()
-
-
-def private_log_file(path: str) -> logging.FileHandler:
-    """A handler appending to ``path``, which is created (or narrowed to) mode 0600: logs are private."""
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-    try:
-        if os.fstat(fd).st_mode & 0o077:
-            os.fchmod(fd, 0o600)
-    finally:
-        os.close(fd)
-    return logging.FileHandler(path)
-
-
-def interface_addresses() -> set[str]:
-    """Every IP address configured on this machine's interfaces (in this network namespace).
-
-    Read from ``/proc/net/fib_trie`` (IPv4 addresses marked ``host LOCAL``) and
-    ``/proc/net/if_inet6``, so no extra package is needed; empty where /proc
-    does not have them (then :func:`is_this_host` tries to bind the address).
-    """
-    found: set[str] = set()
-    try:
-        previous = ""
-        for line in Path("/proc/net/fib_trie").read_text().splitlines():
-            text = line.strip()
-            if text.startswith("|-- "):
-                previous = text[4:]
-            elif text == "/32 host LOCAL" and previous:
-                found.add(previous)
-    except OSError:
-        pass
-    try:
-        for line in Path("/proc/net/if_inet6").read_text().splitlines():
-            word = line.split()[0] if line.split() else ""
-            if len(word) == 32:
-                found.add(ipaddress.IPv6Address(int(word, 16)).compressed)
-    except (OSError, ValueError):
-        pass
-    return found
-
-
-def _bindable(address: str) -> bool:
-    family = socket.AF_INET6 if ":" in address else socket.AF_INET
-    try:
-        with socket.socket(family, socket.SOCK_DGRAM) as sock:
-            sock.bind((address, 0))
-    except OSError:
-        return False
-    return True
-
-
-def is_this_host(host: str, names: set[str] | None = None, addresses: set[str] | None = None) -> bool:
-    """True if ``host`` (a name or an address) names this machine, by any of its addresses.
-
-    A name counts if it is one this machine knows itself by, or if any address
-    it resolves to is configured on one of this machine's interfaces (a head
-    node named by its cluster address, ``PSMASTER=10.1.0.1``, is local even if
-    ``gethostbyname_ex(hostname)`` says nothing about that address).
-    """
-    host = host.strip().strip("[]").lower()
-    if host in (this_host_names() if names is None else names):
-        return True
-    try:
-        infos = socket.getaddrinfo(host.partition("%")[0], None, proto=socket.IPPROTO_TCP)
-    except (OSError, UnicodeError):
-        return False
-    mine = interface_addresses() if addresses is None else addresses
-    for info in infos:
-        address = str(info[4][0]).partition("%")[0]
-        try:
-            parsed = ipaddress.ip_address(address)
-        except ValueError:
-            continue
-        if parsed.compressed in mine:
-            return True
-        if not mine and not parsed.is_unspecified and _bindable(address):  # no /proc: binding tells
-            return True
-    return False
-
-
-def configure_logging(settings: Settings, name: str) -> None:
-    """Set up ``logging`` for a command from PSLOGLEVEL and PSLOGPATH.
-
-    Every handler gets the :class:`SecretFilter` for ``settings``, and a log
-    file is created readable by this user only.
-    """
-    level = getattr(logging, settings.PSLOGLEVEL.upper(), logging.WARNING)
-    handlers: list[logging.Handler] = [logging.StreamHandler()]
-    problem = ""
-    if settings.PSLOGPATH:
-        try:
-            handlers.append(private_log_file(settings.PSLOGPATH))
-        except OSError as err:
-            problem = f"PSLOGPATH={settings.PSLOGPATH!r} cannot be opened ({err}); logging to stderr only"
-    SECRETS.settings = settings
-    for handler in handlers:
-        handler.addFilter(SECRETS)
-    logging.basicConfig(
-        level=level,
-        format=f"%(asctime)s {name} %(levelname)s %(message)s",
-        handlers=handlers,
-        force=True,
-    )
-    if problem:
-        log.warning("%s", problem)
-    # Pyro5 and paramiko report connection trouble themselves; ours says it better.
-    for noisy in ("Pyro5", "paramiko"):
-        logging.getLogger(noisy).setLevel(level if level <= logging.DEBUG else logging.CRITICAL)

@@ -9,22 +9,26 @@ through the batch system instead: one ``srun`` job step, or ``pbsdsh``.
 
 Readiness is signalled, never guessed: the server writes its address once it
 listens, clients count as ready when the scheduler has their registration.
-Every child's standard input is its lifeline — a pipe locally, the SSH channel
-remotely — so if this process dies, even by SIGKILL, the children see end of
-file and stop.  When the application exits the run ends (after it has gone
-quiet if the application succeeded), clients and server are stopped with a
-bounded, escalating shutdown, and the application's exit status is returned.
+When the application exits the run ends (after it has gone quiet if the
+application succeeded), clients and server are stopped with a bounded,
+escalating shutdown, and the application's exit status is returned.
+
+:class:`Run` holds the state of one run and the order of its steps; the parts
+that need none of that state live beside it: the plan made before anything
+starts (:mod:`pastset.launch.plan`: the run's id and wiring, the placement of
+its clients), the start of its processes (:mod:`pastset.launch.children`),
+what is watched while the application runs (:mod:`pastset.launch.watch`: stop
+requests, stalls, the progress line), and the end of its processes with the
+record it leaves (:mod:`pastset.launch.teardown`).  The public names that
+moved there are importable from here too.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import secrets
 import shlex
 import signal
-import site
-import socket
 import subprocess
 import sys
 import threading
@@ -35,107 +39,30 @@ from typing import Any
 
 import Pyro5.errors
 
-from pastset import __version__
 from pastset.core.naming import scheduler_name
-from pastset.core.stall import STALLED_STATUS, Stall, report
 from pastset.entrypoints import MODULES, python_m
-from pastset.errors import AppNotFoundError, PastSetConnectionError, PastSetError
+from pastset.errors import PastSetConnectionError, PastSetError
 from pastset.launch.batch import (
-    choose_launcher,
     client_shell_command,
     node_address,
     nodes_out,
-    pbs_layout,
     pbsdsh_commands,
-    slurm_layout,
     srun_argv,
     write_env_file,
 )
-from pastset.launch.deploy import deployed_python
-from pastset.launch.hosts import assign_clients, read_hosts_file
-from pastset.launch.ssh import Connection, RemoteProcess, SshCommandProcess, connect, route_to, ssh_resolve
+from pastset.launch.children import READY_TIMEOUT, Process, await_clients, package_path_env, remote_command
+from pastset.launch.plan import find_app, new_run_id, new_wiring, place_clients
+from pastset.launch.ssh import Connection, SshCommandProcess, connect, route_to, ssh_resolve
+from pastset.launch.teardown import keep_run_record, stop_all
+from pastset.launch.watch import end_process, show_progress, watch_health, watch_stop
 from pastset.proc import LocalProcess, exit_status
-from pastset.psbin import closest_name, find_in_path
-from pastset.runs import save_record
-from pastset.settings import SECRETS, Settings, Wiring, batch_environment, is_this_host, this_host_names
+from pastset.settings import SECRETS, Settings, batch_environment, is_this_host, this_host_names
 from pastset.transport import tls
 from pastset.transport.proxies import lookup, proxy
 
-__all__ = ["Run", "find_app", "new_run_id", "place_clients", "remote_command"]
+__all__ = ["READY_TIMEOUT", "Process", "Run", "find_app", "new_run_id", "place_clients", "remote_command"]
 
 log = logging.getLogger(__name__)
-
-READY_TIMEOUT = 30.0
-
-
-def new_run_id() -> str:
-    """A run identity unique on this machine and hard to guess."""
-    return f"{socket.gethostname().split('.')[0]}-{os.getpid()}-{secrets.token_hex(4)}"
-
-
-def find_app(app: str, psbin: list[str]) -> Path:
-    """The application file: as given if it exists, else looked up in PSBIN."""
-    given = Path(app)
-    if given.is_file():
-        return given.resolve()
-    found = find_in_path(app, psbin)
-    if found is None:
-        close = closest_name(app, psbin)
-        raise AppNotFoundError(
-            f"application {app!r} not found as a file nor in PSBIN ({os.pathsep.join(psbin)})"
-            + (f": did you mean {close}?" if close else "; give its path or set PSBIN to its directory")
-        )
-    return found
-
-
-def remote_command(settings: Settings, role: str, *args: str) -> str:
-    """The shell command that starts a pastset ``role`` on another host.
-
-    Unless PSPYTHON is set, the environment pypsdeploy made there for this
-    pastset version is used if it exists, else the same interpreter path as
-    here (clusters usually share home directories and software), else ``python3``.
-    """
-    tail = " ".join(shlex.quote(a) for a in ("-m", MODULES["remote"], role, *args))
-    cd = f"cd {shlex.quote(os.getcwd())} 2>/dev/null || cd"
-    here_env = settings.child_environment(remote=True)
-    paths = _package_path_env({k: here_env[k] for k in ("PATH", "PYTHONPATH") if k in here_env})
-    if paths:  # search paths only (never secrets): the interpreter needs them before it starts
-        cd += "; " + " ".join(f"{k}={shlex.quote(v)}" for k, v in paths.items()) + "; export " + " ".join(paths)
-    if settings.sources.get("PSPYTHON", "default") != "default":
-        return f"{cd}; exec {settings.PSPYTHON} {tail}"
-    here = shlex.quote(sys.executable)
-    deployed = deployed_python(__version__)
-    return f'{cd}; p={deployed}; [ -x "$p" ] || p={here}; [ -x "$p" ] || p=python3; exec "$p" {tail}'
-
-
-def _package_path_env(env: dict[str, str]) -> dict[str, str]:
-    root = str(Path(__file__).resolve().parent.parent)
-    if root not in [*site.getsitepackages(), site.getusersitepackages()]:
-        # Running from a checkout (bin/ wrappers): children must import this pastset too.
-        paths = [root, *[p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]]
-        env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
-    return env
-
-
-Process = LocalProcess | RemoteProcess
-
-
-def place_clients(settings: Settings) -> tuple[str, list[str], list[str]]:
-    """How clients start and where: (launcher, the node of each client, the batch job's slots).
-
-    Under srun or pbsdsh the batch job's layout decides (PSPROCS still counts
-    when set); with ssh the hosts file does; otherwise every client is local.
-    """
-    env = batch_environment()
-    launcher = choose_launcher(settings.PSLAUNCH, env)
-    procs = None if settings.sources.get("PSPROCS", "default") == "default" else settings.PSPROCS
-    if launcher == "srun":
-        return launcher, slurm_layout(env, procs), slurm_layout(env)
-    if launcher == "pbsdsh":
-        return launcher, pbs_layout(env, procs), pbs_layout(env)
-    if settings.PSHOSTS and launcher == "ssh":
-        return launcher, assign_clients(read_hosts_file(settings.PSHOSTS), procs), []
-    return launcher, ["localhost"] * settings.PSPROCS, []
 
 
 class Run:
@@ -146,11 +73,8 @@ class Run:
         self.settings = settings
         self.run_id = new_run_id()
         self.app_path = None if app is None else find_app(app, settings.psbin)
-        psbin = settings.psbin
-        if self.app_path is not None and str(self.app_path.parent) not in psbin:
-            psbin = [*psbin, str(self.app_path.parent)]  # an app's companions sit next to it
         #: how this run's processes find each other; the secret is handed on by environment or SSH stdin only
-        self.wiring = Wiring(run=self.run_id, secret=secrets.token_urlsafe(24), psbin=tuple(psbin))
+        self.wiring = new_wiring(self.run_id, settings.psbin, self.app_path)
         SECRETS.add(self.wiring.secret)  # scrubbed from every log line from now on
         self.args = args
         self.local_names = this_host_names()
@@ -229,12 +153,12 @@ class Run:
     def _env(self) -> dict[str, str]:
         env = self.settings.child_environment(self.wiring)
         env["PYTHONUNBUFFERED"] = "1"
-        return _package_path_env(env)
+        return package_path_env(env)
 
     def _remote_env(self) -> dict[str, str]:
         env = self.settings.child_environment(self.wiring, remote=True)
         env["PYTHONUNBUFFERED"] = "1"
-        return _package_path_env(env)
+        return package_path_env(env)
 
     def _start(self, host: str, role: str, args: list[str], capture: bool = False) -> Process:
         if self.is_local(host):
@@ -286,6 +210,10 @@ class Run:
     def _scheduler_proxy(self, uri: Any) -> Any:
         return proxy(uri, self.wiring.secret)
 
+    def _open_scheduler(self) -> Any:
+        """A new proxy of this run's scheduler, for a thread of its own (Pyro5 proxies belong to one thread)."""
+        return self._scheduler_proxy(self.scheduler._pyroUri)
+
     def start(self) -> str:
         """Start the server side and the clients; return the name server address once they are up.
 
@@ -334,29 +262,7 @@ class Run:
         want = len(self.placement) if wanted is None else min(wanted, len(self.placement))
         if want <= 0:
             return
-        done = threading.Event()
-        failed: list[str] = []
-
-        def registered() -> None:
-            with self._scheduler_proxy(self.scheduler._pyroUri) as sched:
-                try:
-                    sched.wait_clients(want, READY_TIMEOUT)
-                except Pyro5.errors.CommunicationError as err:
-                    failed.append(f"server: {err}")
-            done.set()
-
-        def watch(number: int, proc: Process) -> None:
-            code = proc.wait()
-            if not done.is_set():
-                detail = proc.tail().strip().splitlines()[-1:]
-                hint = _hint(code, detail[0] if detail else "")
-                failed.append(f"{self.client_labels[number]} exited with status {exit_status(code)}{hint}")
-                done.set()
-
-        threading.Thread(target=registered, daemon=True).start()
-        for number, proc in enumerate(self.clients):
-            threading.Thread(target=watch, args=(number, proc), daemon=True).start()
-        done.wait(READY_TIMEOUT + 1)
+        failed = await_clients(self._open_scheduler, self.clients, self.client_labels, want)
         count = self.scheduler.wait_clients(want, 0)
         if count < want:
             raise PastSetConnectionError(
@@ -371,7 +277,7 @@ class Run:
         nodes = list(dict.fromkeys(self.placement))
         interval = min(5.0, max(0.5, self.settings.PSDEADTIME / 2))
         try:
-            with self._scheduler_proxy(self.scheduler._pyroUri) as sched:
+            with self._open_scheduler() as sched:
                 while nodes and sched.wait_end(interval) is None:
                     for node, what in nodes_out(nodes).items():
                         reason = f"{what}: host down or taken out of the job"
@@ -419,12 +325,17 @@ class Run:
             pass
         os.close(self._go)
         self._go = None
-        threading.Thread(target=self._watch_stop, args=(self.app,), daemon=True).start()
-        watcher = threading.Thread(target=self._watch_health, args=(self.app,), daemon=True)
+        threading.Thread(target=watch_stop, args=(self._open_scheduler, self.app), daemon=True).start()
+        watcher = threading.Thread(
+            target=watch_health,
+            args=(self._open_scheduler, self.app, self.settings, self.run_id, self._end_app),
+            daemon=True,
+        )
         watcher.start()
         progress = None
         if self.settings.PSPROGRESS and sys.stderr.isatty():
-            progress = threading.Thread(target=self._progress, args=(self.app,), daemon=True)
+            shown = (self._open_scheduler, self.app, self.run_id, len(self.placement))
+            progress = threading.Thread(target=show_progress, args=shown, daemon=True)
             progress.start()
         status = exit_status(self.app.wait())
         watcher.join(2)
@@ -432,47 +343,10 @@ class Run:
             progress.join(2)
         return status if self.verdict is None else self.verdict
 
-    def _watch_health(self, app: subprocess.Popen) -> None:
-        """While the app runs: report a run that can never progress, and with PSFAILFAST end it on a failure."""
-        grace = self.settings.PSSTALLGRACE
-        keep_waiting = self.settings.PSSTALL == "report"
-        reported: set[tuple[Any, ...]] = set()
-        try:
-            with self._scheduler_proxy(self.scheduler._pyroUri) as sched:
-                while app.poll() is None:
-                    health = sched.health(app.pid, grace, self.settings.PSFAILFAST)
-                    failed = health["failed"]
-                    if self.settings.PSFAILFAST and failed:
-                        task = failed[0]
-                        sys.stderr.write(_failfast_report(task))
-                        sys.stderr.flush()
-                        self._end_app(app, task.get("status") or 1)
-                        return
-                    if health["stall"] is not None:
-                        stall = Stall.from_dict(health["stall"])
-                        seen = tuple(sorted((w["who"], w["op"], w["element"]) for w in stall.blocked))
-                        if seen not in reported:  # once per stall, also when only reporting
-                            reported.add(seen)
-                            sys.stderr.write(report(stall, self.run_id, keep_waiting))
-                            sys.stderr.flush()
-                        if not keep_waiting:
-                            self._end_app(app, STALLED_STATUS)
-                            return
-                    if sched.wait_end(0.5) is not None:
-                        return
-        except Pyro5.errors.CommunicationError:
-            return
-        except Exception as err:  # a server of another version: the run goes on, unwatched
-            log.warning("cannot watch the run for stalls (%s: %s); it goes on without", type(err).__name__, err)
-
     def _end_app(self, app: subprocess.Popen, verdict: int) -> None:
         """End the app because of what the run showed; ``verdict`` becomes pypsrun's exit status."""
         self.verdict = verdict
-        app.terminate()
-        try:
-            app.wait(5)
-        except subprocess.TimeoutExpired:
-            app.kill()
+        end_process(app)
 
     def prestart_app(self) -> None:
         """Start the application's interpreter now, to run its code when :meth:`run_app` says go.
@@ -493,47 +367,6 @@ class Run:
         finally:
             os.close(read)
         self._go = write
-
-    def _watch_stop(self, app: subprocess.Popen) -> None:
-        try:
-            with self._scheduler_proxy(self.scheduler._pyroUri) as sched:
-                reason = sched.wait_end(None)
-        except Pyro5.errors.CommunicationError:
-            return
-        if reason and app.poll() is None:
-            log.warning("%s; ending the application", reason)
-            app.terminate()
-            try:
-                app.wait(5)
-            except subprocess.TimeoutExpired:
-                app.kill()
-
-    def _progress(self, app: subprocess.Popen) -> None:
-        """One live line on stderr: clients ready, tasks dispatched and finished."""
-        try:
-            with self._scheduler_proxy(self.scheduler._pyroUri) as sched:
-                while app.poll() is None:
-                    snap = sched.snapshot()
-                    tasks = snap["tasks"]
-                    dispatched = sum(1 for t in tasks if t["state"] != "queued")
-                    finished = sum(1 for t in tasks if t["state"] in ("done", "failed", "stopped"))
-                    failed = sum(1 for t in tasks if t["state"] == "failed")
-                    alive = sum(1 for c in snap["clients"] if c["alive"])
-                    line = (
-                        f"pypsrun {self.run_id}: clients {alive}/{len(self.placement)} ready, tasks "
-                        f"{dispatched}/{len(tasks)} dispatched, {finished} finished"
-                        + (f", {failed} failed" if failed else "")
-                        + (" [paused]" if snap["paused"] else "")
-                    )
-                    sys.stderr.write(f"\r\x1b[K{line}")
-                    sys.stderr.flush()
-                    if sched.wait_end(0.5) is not None:
-                        break
-        except Pyro5.errors.CommunicationError:
-            pass
-        finally:
-            sys.stderr.write("\r\x1b[K")
-            sys.stderr.flush()
 
     def on_interrupt(self, signum: int, frame: object) -> None:
         """SIGINT/SIGTERM: pass it on to the application, then insist."""
@@ -558,7 +391,7 @@ class Run:
         """End the run (waiting for quiet if ``quietly``), then stop every process."""
         if self.scheduler is not None and self.server is not None and self.server.poll() is None:
             try:
-                with self._scheduler_proxy(self.scheduler._pyroUri) as sched:
+                with self._open_scheduler() as sched:
                     sched.finish(quietly, None)
                     self.keep_record(sched)
             except KeyboardInterrupt:
@@ -570,29 +403,11 @@ class Run:
 
     def keep_record(self, sched: Any) -> None:
         """Keep the ended run's record (for pypsmanage report) and write PSREPORT if it is set."""
-        try:
-            record = sched.record()
-        except Pyro5.errors.CommunicationError as err:
-            log.warning("could not fetch the run's record for its report: %s", err)
-            return
-        record["app"] = "" if self.app_path is None else str(self.app_path)
-        record["args"] = self.args
-        try:
-            save_record(self.run_id, record)
-        except OSError as err:
-            log.warning("could not keep the run's record: %s", err)
-        if self.settings.PSREPORT:
-            from pastset.report import write_report  # plotting loads only when a report is asked for
-
-            try:
-                write_report(record, Path(self.settings.PSREPORT).expanduser())
-                log.info("run report written to %s", self.settings.PSREPORT)
-            except (OSError, PastSetError) as err:
-                log.warning("PSREPORT=%s: the report was not written: %s", self.settings.PSREPORT, err)
+        keep_run_record(sched, self.run_id, self.app_path, self.args, self.settings.PSREPORT)
 
     def _end_now(self) -> None:
         try:
-            with self._scheduler_proxy(self.scheduler._pyroUri) as sched:
+            with self._open_scheduler() as sched:
                 sched._pyroTimeout = 5
                 sched.finish(False, None)
         except Pyro5.errors.CommunicationError:
@@ -615,50 +430,10 @@ class Run:
         if not self._told:  # early clients still wait for an address that will not come
             for proc in self._early:
                 proc.close_stdin()
-        stoppers = [threading.Thread(target=_stop, args=(proc,)) for proc in self.clients]
-        for thread in stoppers:
-            thread.start()
-        for thread in stoppers:
-            thread.join()
-        if self.server is not None:
-            self.server.close_stdin()
-            _stop(self.server)
+        stop_all(self.clients, self.server)
         for connection in self.connections.values():
             connection.close()
         self.connections.clear()
         if self.env_file is not None:
             self.env_file.unlink(missing_ok=True)
             self.env_file = None
-
-
-def _stop(proc: Process, grace: float = 5.0) -> None:
-    """Let a child end by itself, then close its lifeline, then force it."""
-    if isinstance(proc, LocalProcess):
-        proc.stop(grace)
-        proc.close_stdin()
-        return
-    if proc.wait(grace) is None:
-        proc.close_stdin()
-        if proc.wait(5.0) is None:
-            log.warning("process on %s did not stop; cutting it off", proc.host)
-            proc.kill()
-            proc.wait(5.0)
-
-
-def _failfast_report(task: dict[str, Any]) -> str:
-    """What pypsrun prints when PSFAILFAST ends the run: the task and its traceback."""
-    args = " ".join(task.get("args") or [])
-    head = (
-        f"pypsrun: task {task['id']} ({task['app']}{' ' + args if args else ''}) failed with status "
-        f"{task.get('status')}{' on ' + task['host'] if task.get('host') else ''}; PSFAILFAST=yes ends the run:"
-    )
-    tail = (task.get("stderr_tail") or "").rstrip() or "(no output on stderr)"
-    return head + "\n" + "".join(f"  {line}\n" for line in tail.splitlines())
-
-
-def _hint(code: int | None, last: str) -> str:
-    if code == 127 or "not found" in last:
-        return f" ({last}): is Python 3 installed there? set PSPYTHON to its path"
-    if "No module named" in last:
-        return f" ({last}): install pastset on that host (pypsdeploy does), or set PSPYTHON to a Python that has it"
-    return f" ({last})" if last else ""
