@@ -67,7 +67,7 @@ def remote_command(settings: Settings, role: str, *args: str) -> str:
 
 def package_path_env(env: dict[str, str]) -> dict[str, str]:
     """``env``, with PYTHONPATH led by this pastset's directory unless it is installed (changed in place)."""
-    root = str(Path(__file__).resolve().parent.parent)
+    root = str(Path(__file__).resolve().parents[2])  # the folder holding the pastset package
     if root not in [*site.getsitepackages(), site.getusersitepackages()]:
         # Running from a checkout (bin/ wrappers): children must import this pastset too.
         paths = [root, *[p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]]

@@ -38,3 +38,21 @@ def test_an_app_not_found_names_psbin(tmp_path: Path) -> None:
     assert find_app("there.py", [str(tmp_path)]) == (tmp_path / "there.py").resolve()
     with pytest.raises(AppNotFoundError, match="PSBIN"):
         find_app("missing.py", [str(tmp_path)])
+
+
+def test_children_of_a_checkout_import_this_pastset_and_of_an_install_change_nothing() -> None:
+    """PYTHONPATH gains the folder that holds the package (never the package folder itself, whose
+    modules would then shadow top-level names such as ``errors`` or ``report``)."""
+    import site
+
+    import pastset
+    from pastset.launch.children import package_path_env
+
+    holder = Path(pastset.__file__).resolve().parent.parent
+    env = package_path_env({"PYTHONPATH": "/elsewhere"})
+    if str(holder) in [*site.getsitepackages(), site.getusersitepackages()]:
+        assert env == {"PYTHONPATH": "/elsewhere"}, "an installed pastset needs no PYTHONPATH"
+    else:
+        first, *rest = env["PYTHONPATH"].split(":")
+        assert (Path(first) / "pastset" / "__init__.py").resolve() == Path(pastset.__file__).resolve()
+        assert rest == ["/elsewhere"]
