@@ -17,18 +17,25 @@ The server holds :attr:`Element.lock` around a whole X-function call, so an
 override runs atomically with respect to other operations on the same element,
 except while it is blocked inside a base operation (the lock is re-entrant and a
 wait releases it fully).
+
+The machinery the element drives under its lock lives apart, so that this
+module reads as the element's contract: the stored tuples, their indices and
+delta (:class:`pastset.core.tuples.TupleLog`), the FIFO queues of blocked
+operations and how they settle (:class:`pastset.core.queues.WaiterQueues`),
+and what the element reports to (:class:`pastset.core.monitor.Monitor`).
 """
 
 from __future__ import annotations
 
-import bisect
-import collections
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 from pastset.core.checks import check_delta, check_index, check_template, check_timeout, template_key
+from pastset.core.monitor import NO_MONITOR, Monitor, no_journal, waiting_hook
+from pastset.core.queues import WaiterQueues
+from pastset.core.tuples import TupleLog
 from pastset.core.waiter import Waiter, _limits, calling, current_caller, deadline
 from pastset.errors import (
     ElementDeletedError,
@@ -52,31 +59,6 @@ __all__ = [
 ]
 
 
-class Monitor(Protocol):
-    """What the server learns from an element, for run-wide bookkeeping."""
-
-    def waiting(self, step: int) -> None:
-        """The calling thread starts (+1) or stops (-1) blocking in an operation."""
-
-    def changed(self) -> None:
-        """The element's state changed (a tuple moved or observed, delta, deletion)."""
-
-
-class _NoMonitor:
-    def waiting(self, step: int) -> None:
-        pass
-
-    def changed(self) -> None:
-        pass
-
-
-_NO_MONITOR = _NoMonitor()
-
-
-def _no_journal(*record: Any) -> None:
-    pass
-
-
 class Element:
     """The ordered log of all tuples moved under one template.
 
@@ -86,8 +68,9 @@ class Element:
 
     Every operation that cannot complete at once is a :class:`Waiter` in one
     of the element's FIFO queues (blocked moves, unindexed observers, indexed
-    observers by index); whoever changes the state completes the waiters that
-    became ready, in the order they queued.  :meth:`submit` and :meth:`cancel`
+    observers by index: :class:`~pastset.core.queues.WaiterQueues`); whoever
+    changes the state completes the waiters that became ready, in the order
+    they queued.  :meth:`submit` and :meth:`cancel`
     are the non-blocking interface the server's event loop uses; the blocking
     methods (:meth:`move`, :meth:`observe`, ...) queue a waiter the same way and
     wait on the element's condition for it.
@@ -96,22 +79,11 @@ class Element:
     def __init__(self, template: tuple) -> None:
         self.__template = template
         self.__cond = threading.Condition(threading.RLock())
-        self.__data: list[Any] = []  # tuple i lives at __data[i - __base]
-        self.__base = 0  # indices below this were freed by axe
-        self.__first = 0  # the lowest index never taken by an unindexed observe
-        self.__returned: list[int] = []  # taken, then given back: unobserved again (sorted, all < __first)
-        self.__last = 0
-        self.__delta: int | None = None
-        self.__movers: collections.deque[Waiter] = collections.deque()
-        self.__observers: collections.deque[Waiter] = collections.deque()
-        self.__indexed: dict[int, list[Waiter]] = {}
-        self.__stale = 0  # cancelled waiters still in a queue
+        self.__log = TupleLog()  # the stored tuples, which are observed, and delta
         self.__ended: BaseException | None = None
-        self.__monitor: Monitor = _NO_MONITOR
-        self.__waiting: Callable[[int, Waiter], None] = _count_only(_NO_MONITOR)
-        self.__journal: Callable[..., None] = _no_journal
-        self.__paused = False
-        self.__recent: int | None = None  # the index the latest unindexed observe took
+        self.__monitor: Monitor = NO_MONITOR
+        self.__journal: Callable[..., None] = no_journal
+        self.__queues = WaiterQueues(self.__cond, self.__log, NO_MONITOR, no_journal, waiting_hook(NO_MONITOR, self))
         #: the element's id in its space (set by attach), for the views of who waits
         self.eid = 0
 
@@ -128,43 +100,29 @@ class Element:
         which waiter starts or stops waiting; otherwise ``waiting(step)`` counts them.
         """
         self.__monitor = monitor
-        self.__journal = journal or _no_journal
+        self.__journal = journal or no_journal
         self.eid = eid
-        rich = getattr(monitor, "waiting_for", None)
-        self.__waiting = (lambda step, waiter: rich(step, waiter, self)) if rich is not None else _count_only(monitor)
+        queues = self.__queues  # the queues report to the same monitor and journal
+        queues.monitor, queues.journal, queues.waiting = monitor, self.__journal, waiting_hook(monitor, self)
 
     def replay(self, kind: str, *args: Any) -> None:
         """Re-apply one journal record, without blocking or journaling (recovery)."""
         with self.__cond:
-            if kind == "move":
-                self.__data.append(args[0])
-                self.__last += 1
-            elif kind == "observe":
-                self.__take(args[0] if args else 1, journal=False)
-            elif kind == "unobserve":
-                self.__restore(args[0])
-            elif kind == "delta":
-                self.__delta = args[0]
-            elif kind == "axe":
-                upto = min(args[0], self.__lowest())
-                if upto > self.__base:
-                    del self.__data[: upto - self.__base]
-                    self.__base = upto
-            elif kind == "set" and self.__base <= args[0] < self.__last:
-                self.__data[args[0] - self.__base] = args[1]
+            self.__log.replay(kind, *args)
 
     def set_entry(self, index: int, data: Any) -> None:
         """Replace the stored tuple ``index`` (an X-out may annotate what it returned)."""
         with self.__cond:
             self.__check()
-            if index < self.__base:
+            log = self.__log
+            if index < log.base:
                 raise ExpiredError(f"tuple {index} was freed by axe and cannot be replaced")
-            if index >= self.__last:
+            if index >= log.last:
                 raise PastSetValueError(
-                    f"set_entry({index}) is beyond the last stored tuple ({self.__last - 1}); "
+                    f"set_entry({index}) is beyond the last stored tuple ({log.last - 1}); "
                     "new tuples are added with move"
                 )
-            self.__data[index - self.__base] = data
+            log.replace(index, data)
             self.__journal("set", index, data)
 
     def __set_entry(self, index: int, data: Any) -> None:
@@ -181,12 +139,13 @@ class Element:
             if self.__ended is not None:
                 return False  # the operation raises at once
             if moves:
-                if self.__live(self.__movers):
+                if self.__queues.live(self.__queues.movers):
                     return True  # blocked moves go first
-                return bool(self.__delta and self.__delta > 0 and self.__unobserved() + moves > self.__delta)
+                delta = self.__log.delta
+                return bool(delta and delta > 0 and self.__log.unobserved() + moves > delta)
             if index < 0:
-                return not self.__unobserved() or self.__paused
-            return index >= self.__last
+                return not self.__log.unobserved() or self.__queues.paused
+            return index >= self.__log.last
 
     # ------------------------------------------------- non-blocking interface
     def submit(self, waiter: Waiter) -> bool:
@@ -198,46 +157,16 @@ class Element:
         """
         with self.__cond:
             self.__check()
-            op = waiter.op
-            if op == "move":
-                data = waiter.data or []
-                waiter.data = data
-                if not self.__live(self.__movers):
-                    moved = 0
-                    while moved < len(data) and self.__room():
-                        self.__append(data[moved])
-                        moved += 1
-                    if moved:
-                        del data[:moved]
-                        self.__settle()
-                    if not data:
-                        waiter.done = True
-                        return True
-                self.__enqueue(waiter, self.__movers)
-                return False
-            if op == "observe" and waiter.index >= 0:
-                index = waiter.index
-                if index < self.__base:
-                    raise self.__expired(index)
-                if index < self.__last:
-                    waiter.result = self.__data[index - self.__base]
-                    waiter.done = True
-                    return True
-                self.__enqueue(waiter, self.__indexed.setdefault(index, []))
-                return False
-            if not self.__live(self.__observers) and self.__unobserved() and not self.__paused:
-                self.__serve(waiter)
-                self.__settle()  # the tuple taken makes room for blocked moves
-                return True
-            self.__enqueue(waiter, self.__observers)
-            return False
+            if waiter.op == "observe" and 0 <= waiter.index < self.__log.base:
+                raise self.__expired(waiter.index)
+            return self.__queues.submit(waiter)
 
     def cancel(self, waiter: Waiter) -> bool:
         """Take a queued waiter out (its caller left or gave up); False if it had completed already."""
         with self.__cond:
             if waiter.done or waiter.cancelled:
                 return False
-            self.__drop(waiter)
+            self.__queues.drop(waiter)
             return True
 
     def give_back(self, indices: list[int], values: list[Any]) -> None:
@@ -251,18 +180,17 @@ class Element:
             if self.__ended is not None:
                 return
             for index, value in zip(indices, values, strict=True):
-                if self.__base <= index < self.__first and index not in self.__returned:
-                    self.__restore(index)
+                if self.__log.restore(index):
                     self.__journal("unobserve", index)
                 else:
-                    self.__append(value)
+                    self.__queues.append(value)
             self.__monitor.changed()
-            self.__settle()
+            self.__queues.settle()
 
     def taken_last(self) -> int | None:
         """The index the latest unindexed observe took (hold :attr:`lock` to know it was yours)."""
         with self.__cond:
-            return self.__recent
+            return self.__log.recent
 
     def unobserve(self, index: int) -> bool:
         """Make tuple ``index``, which an unindexed observe just took, unobserved again at its own index.
@@ -272,12 +200,11 @@ class Element:
         cannot be put back (freed by axe, never taken, or the element ended).
         """
         with self.__cond:
-            if self.__ended is not None or not self.__base <= index < self.__first or index in self.__returned:
+            if self.__ended is not None or not self.__log.restore(index):
                 return False
-            self.__restore(index)
             self.__journal("unobserve", index)
             self.__monitor.changed()
-            self.__settle()
+            self.__queues.settle()
             return True
 
     # ------------------------------------------------------------ operations
@@ -289,9 +216,10 @@ class Element:
         """
         with self.__cond:
             self.__check()
-            if not self.__movers and self.__room():  # the common case, without a waiter
-                self.__append(data)
-                self.__settle()
+            queues = self.__queues
+            if not queues.movers and self.__log.room():  # the common case, without a waiter
+                queues.append(data)
+                queues.settle()
                 return
             self.__block(Waiter("move", data=[data]))
 
@@ -308,10 +236,10 @@ class Element:
             self.__check()
             if index < 0:
                 return self.__block(Waiter("observe"))
-            if index < self.__base:
+            if index < self.__log.base:
                 raise self.__expired(index)
-            if index < self.__last:
-                return self.__data[index - self.__base]
+            if index < self.__log.last:
+                return self.__log.get(index)
             return self.__block(Waiter("observe", index=index))
 
     def move_many(self, tuples: list[Any]) -> None:
@@ -339,13 +267,13 @@ class Element:
         """Index of the oldest tuple not yet observed without an index."""
         with self.__cond:
             self.__check()
-            return self.__lowest()
+            return self.__log.lowest()
 
     def last(self) -> int:
         """Number of tuples moved so far: the index the next move gets."""
         with self.__cond:
             self.__check()
-            return self.__last
+            return self.__log.last
 
     def delta(self, value: int | None = None) -> int | None:
         """Read delta, or set it and return it.
@@ -357,11 +285,11 @@ class Element:
         with self.__cond:
             self.__check()
             if value is not None:
-                self.__delta = value
+                self.__log.delta = value
                 self.__journal("delta", value)
                 self.__monitor.changed()
-                self.__settle()
-            return self.__delta
+                self.__queues.settle()
+            return self.__log.delta
 
     def axe(self, index: int) -> None:
         """Allow tuples with an index below ``index`` to be freed.
@@ -372,10 +300,7 @@ class Element:
         index = check_index(index)
         with self.__cond:
             self.__check()
-            upto = min(index, self.__lowest())
-            if upto > self.__base:
-                del self.__data[: upto - self.__base]
-                self.__base = upto
+            if self.__log.free(index):
                 self.__journal("axe", index)
 
     def template(self) -> tuple:
@@ -391,7 +316,7 @@ class Element:
     def stored(self) -> int:
         """How many tuples are held in memory now."""
         with self.__cond:
-            return len(self.__data)
+            return len(self.__log.data)
 
     def requeue(self, data: Any) -> None:
         """Append ``data`` again at once, whatever delta says (a lease handed back).
@@ -401,16 +326,16 @@ class Element:
         """
         with self.__cond:
             self.__check()
-            self.__append(data)
-            self.__settle()
+            self.__queues.append(data)
+            self.__queues.settle()
 
     def pause(self, paused: bool = True) -> None:
         """Hold (or release) unindexed observes; moves and indexed observes go on."""
         with self.__cond:
-            self.__paused = paused
+            self.__queues.paused = paused
             self.__monitor.changed()
             if not paused and self.__ended is None:
-                self.__settle()
+                self.__queues.settle()
 
     def end(self, error: BaseException) -> None:
         """Make this and every later or blocked operation raise ``error``.
@@ -421,40 +346,20 @@ class Element:
         with self.__cond:
             if self.__ended is None:
                 self.__ended = error
-                self.__data = []
-                self.__returned = []
-                self.__base = self.__last
-                self.__first = self.__last
-                queued = [*self.__movers, *self.__observers]
-                for waiters in self.__indexed.values():
-                    queued.extend(waiters)
-                self.__movers.clear()
-                self.__observers.clear()
-                self.__indexed.clear()
-                for waiter in queued:
-                    if not waiter.cancelled and not waiter.done:
-                        self.__complete(waiter, None, _fresh(error))
+                self.__log.clear()
+                self.__queues.fail_all(lambda: _fresh(error))
                 self.__monitor.changed()
             self.__cond.notify_all()
 
     def has_ready_waiter(self) -> bool:
         """True if some blocked call could go on now (used to detect a quiet run)."""
         with self.__cond:
-            observers = self.__live(self.__observers)
-            if self.__ended is not None:
-                return bool(observers or self.__live(self.__movers) or self.__indexed)
-            if observers and self.__unobserved() and not self.__paused:
-                return True
-            if self.__live(self.__movers) and self.__room():
-                return True
-            return any(i < self.__last for i in self.__indexed)
+            return self.__queues.has_ready(self.__ended is not None)
 
     def queued(self) -> int:
         """How many operations wait on this element now."""
         with self.__cond:
-            count = sum(1 for w in self.__movers if not w.cancelled)
-            count += sum(1 for w in self.__observers if not w.cancelled)
-            return count + sum(len(ws) for ws in self.__indexed.values())
+            return self.__queues.count()
 
     # --------------------------------------------------------------- helpers
     def __check(self) -> None:
@@ -464,142 +369,8 @@ class Element:
     def __expired(self, index: int) -> ExpiredError:
         return ExpiredError(
             f"tuple {index} of element {self.__template!r} was freed by axe; "
-            f"the oldest tuple still stored is {self.__base}"
+            f"the oldest tuple still stored is {self.__log.base}"
         )
-
-    def __lowest(self) -> int:
-        return self.__returned[0] if self.__returned else self.__first
-
-    def __unobserved(self) -> int:
-        return self.__last - self.__first + len(self.__returned)
-
-    def __room(self) -> bool:
-        return not self.__delta or self.__delta <= 0 or self.__unobserved() < self.__delta
-
-    def __restore(self, index: int) -> None:
-        if self.__base <= index < self.__first and index not in self.__returned:
-            bisect.insort(self.__returned, index)
-
-    def __take(self, count: int, journal: bool = True) -> tuple[list[int], list[Any]]:
-        """The ``count`` (at most) lowest unobserved indices and their tuples, now observed."""
-        taken: list[int] = []
-        returned = self.__returned
-        while returned and len(taken) < count:
-            taken.append(returned.pop(0))
-        more = min(count - len(taken), self.__last - self.__first)
-        if more > 0:
-            taken.extend(range(self.__first, self.__first + more))
-            self.__first += more
-        if taken:
-            self.__recent = taken[-1]
-        if journal:
-            if len(taken) == 1:
-                self.__journal("observe")
-            else:
-                self.__journal("observe", len(taken))
-        base, data = self.__base, self.__data
-        return taken, [data[i - base] for i in taken]
-
-    def __append(self, data: Any) -> None:
-        self.__journal("move", data)
-        self.__data.append(data)
-        self.__last += 1
-        self.__monitor.changed()
-        if self.__indexed:
-            waiters = self.__indexed.pop(self.__last - 1, None)
-            if waiters:
-                for waiter in waiters:
-                    self.__complete(waiter, data)
-
-    def __serve(self, waiter: Waiter) -> None:
-        """Give an unindexed observer its tuple(s) (there is at least one unobserved)."""
-        indices, values = self.__take(waiter.count)
-        waiter.taken = indices
-        waiter.result = values[0] if waiter.op == "observe" else values
-        waiter.done = True
-        self.__monitor.changed()
-
-    def __settle(self) -> None:
-        """Complete every queued waiter that can go on now, in the order they queued."""
-        movers, observers = self.__movers, self.__observers
-        progress = True
-        while progress:
-            progress = False
-            while movers and self.__room():
-                waiter = movers[0]
-                if waiter.cancelled:
-                    movers.popleft()
-                    self.__stale -= 1
-                    continue
-                data = waiter.data
-                assert data is not None
-                self.__append(data.pop(0))
-                progress = True
-                if not data:
-                    movers.popleft()
-                    self.__complete(waiter, None)
-            while observers and not self.__paused and self.__unobserved():
-                waiter = observers.popleft()
-                if waiter.cancelled:
-                    self.__stale -= 1
-                    continue
-                if waiter.alive is not None and not waiter.alive():
-                    waiter.cancelled = True
-                    self.__waiting(-1, waiter)
-                    continue
-                self.__serve(waiter)
-                self.__finish(waiter)
-                progress = True
-
-    def __enqueue(self, waiter: Waiter, queue: Any) -> None:
-        if not waiter.since:
-            waiter.since = time.time()
-        queue.append(waiter)
-        self.__waiting(1, waiter)
-
-    def __drop(self, waiter: Waiter) -> None:
-        waiter.cancelled = True
-        if waiter.op == "observe" and waiter.index >= 0:
-            waiters = self.__indexed.get(waiter.index)
-            if waiters is not None and waiter in waiters:
-                waiters.remove(waiter)
-                if not waiters:
-                    del self.__indexed[waiter.index]
-        else:
-            self.__stale += 1
-            if self.__stale > 64:
-                self.__compact()
-        self.__waiting(-1, waiter)
-
-    def __compact(self) -> None:
-        """Drop cancelled waiters from the queues once they are many (cancel is lazy there)."""
-        total = len(self.__movers) + len(self.__observers)
-        if self.__stale * 2 < total:
-            return
-        self.__movers = collections.deque(w for w in self.__movers if not w.cancelled)
-        self.__observers = collections.deque(w for w in self.__observers if not w.cancelled)
-        self.__stale = 0
-
-    def __complete(self, waiter: Waiter, result: Any, error: BaseException | None = None) -> None:
-        waiter.result = result
-        waiter.error = error
-        waiter.done = True
-        self.__finish(waiter)
-
-    def __finish(self, waiter: Waiter) -> None:
-        self.__waiting(-1, waiter)
-        if waiter.notify is not None:
-            waiter.notify(waiter)
-        else:
-            self.__cond.notify_all()
-
-    def __live(self, queue: collections.deque[Waiter]) -> bool:
-        """True if ``queue`` holds a waiter that was not cancelled."""
-        if not queue:
-            return False
-        if len(queue) > self.__stale:
-            return True
-        return any(not w.cancelled for w in queue)
 
     def __block(self, waiter: Waiter) -> Any:
         """Run ``waiter`` in the calling thread: submit it, then wait for it (under the held lock)."""
@@ -624,10 +395,6 @@ class Element:
         if waiter.error is not None:
             raise waiter.error
         return waiter.result
-
-
-def _count_only(monitor: Monitor) -> Callable[[int, Waiter], None]:
-    return lambda step, waiter: monitor.waiting(step)
 
 
 def _fresh(error: BaseException) -> BaseException:

@@ -1,72 +1,36 @@
 """A named tuple space: the elements of one run, with no network code.
 
 The :class:`Space` maps templates to :class:`~pastset.core.element.Element` objects,
-loads X-functions from PSBIN, deletes elements, ends the run, and keeps the
-bookkeeping the scheduler needs to tell when a run has gone quiet (every running
-task blocked in an operation that nothing can complete any more).
+creates them (with their X-function, if any), journals and recovers them,
+settles leases, deletes elements and ends the run, and answers the scheduler
+whether the run has gone quiet (every running task blocked in an operation that
+nothing can complete any more).  Loading X-functions from PSBIN is in
+:mod:`pastset.core.xfunctions`; the bookkeeping of who blocks and what changed,
+which the elements report to, is :class:`pastset.core.activity.Activity`.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
 import logging
-import os
-import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from pastset.core.activity import Activity, ElementMonitor
 from pastset.core.element import Element, check_template, deleted_error, template_key
 from pastset.core.journal import Journal
-from pastset.core.waits import Caller, Wait, WaitRegistry
+from pastset.core.xfunctions import build_element, load_xfunction
 from pastset.errors import (
-    AppNotFoundError,
     PastSetError,
     PastSetValueError,
     RunEndedError,
-    XFunctionError,
 )
-from pastset.psbin import find_in_path
 
 __all__ = ["Space", "describe", "load_xfunction"]
 
 log = logging.getLogger(__name__)
-
-
-def load_xfunction(name: str, psbin: list[str]) -> type[Element]:
-    """Load the ``Element`` class of X-function module ``name`` from PSBIN.
-
-    Only files found in PSBIN are loaded, never an arbitrary importable module,
-    so what a client names cannot reach outside the directories the run trusts.
-    """
-    if not isinstance(name, str) or not name.replace("_", "a").replace(".py", "").isalnum():
-        raise XFunctionError(f"X-function names are module names such as 'xtypecast', got {name!r}")
-    path = find_in_path(name, psbin, ".py")
-    if path is None:
-        raise AppNotFoundError(
-            f"X-function module {name!r} not found: no {name.removesuffix('.py')}.py in PSBIN "
-            f"({os.pathsep.join(psbin)}); put the module there or point PSBIN at its directory"
-        )
-    modname = f"pastset_xfunction_{path.stem}_{abs(hash(str(path)))}"
-    module = sys.modules.get(modname)
-    if module is None:
-        spec = importlib.util.spec_from_file_location(modname, path)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        try:
-            spec.loader.exec_module(module)
-        except Exception as err:
-            raise XFunctionError(f"X-function module {path} failed to load: {type(err).__name__}: {err}") from err
-        sys.modules[modname] = module
-    cls = getattr(module, "Element", None)
-    if not (isinstance(cls, type) and issubclass(cls, Element)):
-        raise XFunctionError(
-            f"X-function module {path} has no class Element(pastset.core.element.Element); "
-            "define one that overrides move(data) and/or observe(index)"
-        )
-    return cls
 
 
 class Space:
@@ -85,7 +49,6 @@ class Space:
     ) -> None:
         self.name = name
         self.psbin = list(psbin or ["."])
-        self._current_task = current_task
         #: With elements held elsewhere (a Redis store): whether the running tasks are all stuck there,
         #: and what ends the elements there at the end of the run.  None: the elements are here.
         self.store_quiet: Callable[[set[str]], bool] | None = None
@@ -105,15 +68,14 @@ class Space:
         self._paused = False
         #: elements paused one by one (an operator holds them: the run is not stalled)
         self.held: set[int] = set()
-        #: notified whenever a task starts or stops blocking, or the state changes
-        self.activity = threading.Condition()
-        self._blocked: dict[str, int] = {}
-        self._generation = 0
+        #: notified whenever a task starts or stops blocking, or the state changes;
+        #: the elements report to it (a threading.Condition, with the counts of who blocks)
+        self.activity = Activity(current_task, self._templates)
         #: every blocked operation of this space, with its caller (who waits on what)
-        self.waits = WaitRegistry()
+        self.waits = self.activity.waits
         self.moves = 0
         self.observes = 0
-        self._counted: dict[int, _Counted] = {}
+        self._counted: dict[int, ElementMonitor] = {}
         self.journal: Journal | None = None
         #: what the next "move" journal record of this thread also records (a lease it settles)
         self._note = threading.local()
@@ -172,13 +134,7 @@ class Space:
         return eid
 
     def _build(self, template: tuple, xfunction: str | None) -> Element:
-        cls = load_xfunction(xfunction, self.psbin) if xfunction else Element
-        try:
-            return cls(template)
-        except Exception as err:
-            raise XFunctionError(
-                f"X-function {xfunction!r} failed to create its element: {type(err).__name__}: {err}"
-            ) from err
+        return build_element(template, xfunction, self.psbin)
 
     def _create(self, eid: int, template: tuple, xfunction: str | None, leases: bool) -> Element:
         return self._register(eid, template, self._build(template, xfunction), xfunction, leases)
@@ -198,7 +154,7 @@ class Space:
 
     def _attach(self, eid: int, element: Element) -> None:
         journal = self.journal
-        monitor = _Counted(self)
+        monitor = ElementMonitor(self.activity)
         self._counted[eid] = monitor
         if journal is None:
             element.attach(monitor, None, eid)
@@ -388,7 +344,7 @@ class Space:
     @property
     def generation(self) -> int:
         """A counter that moves on every change; equal values mean nothing happened."""
-        return self._generation
+        return self.activity.generation
 
     @property
     def ended(self) -> bool:
@@ -397,55 +353,20 @@ class Space:
 
     # ------------------------------------------------ Monitor (for elements)
     def waiting(self, step: int) -> None:
-        """Count blocked calls per task (Monitor protocol)."""
-        task = self._current_task()
-        with self.activity:
-            self._generation += 1
-            if task is not None:
-                count = self._blocked.get(task, 0) + step
-                if count:
-                    self._blocked[task] = count
-                else:
-                    self._blocked.pop(task, None)
-            self.activity.notify_all()
+        """Count blocked calls per task (Monitor protocol; see :meth:`Activity.waiting`)."""
+        self.activity.waiting(step)
 
     def waiting_for(self, step: int, waiter: Any, element: Element) -> None:
-        """One waiter starts (+1) or stops (-1) waiting on ``element`` (Monitor, with who waits).
-
-        Called under the element's lock, possibly by the thread that completes
-        the waiter: the task is the waiter's own, never the calling thread's.
-        """
-        if step > 0:
-            caller = waiter.caller
-            if caller is None:
-                caller = Caller(task=self._current_task() or "")
-            waiter.task = caller.task or None
-            waiter.key = self.waits.add(
-                Wait(caller, element.eid, self._templates.get(element.eid, ()), waiter.op, waiter.since, waiter.timeout)
-            )
-        else:
-            self.waits.remove(waiter.key)
-        task = waiter.task
-        with self.activity:
-            self._generation += 1
-            if task is not None:
-                count = self._blocked.get(task, 0) + step
-                if count:
-                    self._blocked[task] = count
-                else:
-                    self._blocked.pop(task, None)
-            self.activity.notify_all()
+        """One waiter starts (+1) or stops (-1) waiting on ``element`` (see :meth:`Activity.waiting_for`)."""
+        self.activity.waiting_for(step, waiter, element)
 
     def changed(self) -> None:
         """Note a state change (Monitor protocol); cheap, called under element locks."""
-        self._generation += 1
+        self.activity.changed()
 
     def task_gone(self, task: str) -> None:
         """Forget a finished task's bookkeeping and wake those waiting on activity."""
-        with self.activity:
-            self._blocked.pop(task, None)
-            self._generation += 1
-            self.activity.notify_all()
+        self.activity.task_gone(task)
 
     def quiet(self, running: set[str]) -> bool:
         """True if every running task is blocked and no blocked call can go on.
@@ -455,47 +376,21 @@ class Space:
         """
         if self.store_quiet is not None:
             return self.store_quiet(running)
-        with self.activity:
-            if any(self._blocked.get(task, 0) <= 0 for task in running):
+        activity = self.activity
+        with activity:
+            if any(activity.blocked.get(task, 0) <= 0 for task in running):
                 return False
-            before = self._generation
+            before = activity.generation
         if self.ready_waiter():
             return False
-        with self.activity:
-            return self._generation == before
+        with activity:
+            return activity.generation == before
 
     def ready_waiter(self) -> bool:
         """True if some blocked call on some element could go on now (it has not woken yet)."""
         with self._lock:
             elements = list(self._elements.values())
         return any(element.has_ready_waiter() for element in elements)
-
-
-class _Counted:
-    """An element's monitor: the space's, plus a count of its changes per task.
-
-    ``changed`` runs under the element's lock, so the counts of one element are
-    never updated by two threads at once; the cost is one dictionary update per
-    operation.
-    """
-
-    __slots__ = ("counts", "space")
-
-    def __init__(self, space: Space) -> None:
-        self.space = space
-        self.counts: dict[str, int] = {}
-
-    def waiting(self, step: int) -> None:
-        self.space.waiting(step)
-
-    def waiting_for(self, step: int, waiter: Any, element: Element) -> None:
-        self.space.waiting_for(step, waiter, element)
-
-    def changed(self) -> None:
-        space = self.space
-        space._generation += 1
-        task = space._current_task() or ""
-        self.counts[task] = self.counts.get(task, 0) + 1
 
 
 def describe(space: Space) -> list[dict[str, Any]]:
