@@ -282,7 +282,7 @@ def _bucket(frames: list[tuple[str, str]]) -> str | None:
     """The bucket of one sample (frames root first); None for background threads."""
     files = [f for _, f in frames]
     funcs = [fn for fn, _ in frames]
-    if any(f.endswith("pastset/channel_server.py") for f in files):
+    if any(f.endswith("pastset/transport/channel_server.py") for f in files):
         if any(f.endswith("selectors.py") for f in files) or funcs[-1:] == ["_Poller.poll"]:
             return None  # the channel's event loop waiting for the next request
         if not any(f.endswith(("pastset/server.py", "pastset/wire.py", "pastset/element.py")) for f in files):

@@ -12,35 +12,18 @@ completes it and the loop sends the reply.  Work that may take long — an
 X-function's loading, creation and calls, and the decoding of frames over
 :data:`LARGE` — runs on a small, bounded pool of threads and never on the loop.
 
-Delivery.  An unindexed observe takes its tuple only for a connection that is
-alive (checked just before, without reading).  After the reply went out it
-stays *unconfirmed* until the next request arrives on that connection: if the
-connection then ends with a reset, or with unacknowledged bytes still in the
-kernel, the reply never reached the program, and the tuple is given back to
-where it was (:meth:`pastset.core.element.Element.give_back`).  Linux resets a
-connection whose process dies with unread data, so a worker killed with its
-reply unread shows up as a reset.  TCP_USER_TIMEOUT (from the dead time) makes
-a reply to a vanished host fail instead of waiting for ever.
-
-Replies the socket cannot take at once wait in the connection's outbox and are
-written when it is writable; a connection's later requests wait until then,
-so a client's requests are still answered in order.  The bytes of frames held
-in inboxes and outboxes are bounded (``max_inflight``): past it the loop stops
-reading from connections with a frame in progress until replies drain.
+Delivery and back-pressure: see :mod:`pastset.transport.channel_links`, which
+holds each connection's state.
 """
 
 from __future__ import annotations
 
 import collections
-import errno
-import fcntl
 import heapq
 import itertools
 import logging
 import mmap
 import socket
-import struct
-import termios
 import threading
 import time
 from collections.abc import Callable
@@ -54,7 +37,6 @@ from pastset.transport.channel import (
     HANDSHAKE_TIMEOUT,
     HEADER,
     LENGTH,
-    MAX_BUFFERS,
     Hello,
     encode_welcome,
     frame_views,
@@ -63,6 +45,8 @@ from pastset.transport.channel import (
     parse_hello,
     secret_matches,
 )
+from pastset.transport.channel_links import Link as _Link
+from pastset.transport.channel_links import frame_size, give_back, peer, undelivered
 from pastset.transport.poller import IN, OUT, Poller
 from pastset.transport.serving import Outcome, Pending, Reply, Service
 
@@ -75,71 +59,8 @@ _READ = 256 * 1024
 LARGE = 1 << 20
 #: Threads of the pool that runs X-functions and large frames.
 POOL_THREADS = 16
-_RESET = {errno.ECONNRESET, errno.EPIPE, errno.ETIMEDOUT, errno.ECONNABORTED, errno.EHOSTUNREACH}
-_OUTQ = getattr(termios, "TIOCOUTQ", 0x5411)
-_INT = struct.Struct("i")
 _IN, _OUT = IN, OUT
 _Poller = Poller  # the name the loop's tests know
-
-
-class _Link:
-    """The loop's state of one connection; also the hooks its waiters are bound to."""
-
-    __slots__ = (
-        "accepted",
-        "big",
-        "bigfill",
-        "busy",
-        "caller",
-        "dead",
-        "early",
-        "events",
-        "inbox",
-        "outbox",
-        "outsize",
-        "pending",
-        "server",
-        "service",
-        "sock",
-        "unconfirmed",
-    )
-
-    def __init__(self, sock: socket.socket, server: ChannelServer) -> None:
-        self.sock = sock
-        self.server = server
-        self.caller = Caller()
-        self.inbox = bytearray()
-        self.service: Service | None = None  # set once the handshake passed
-        self.accepted = time.monotonic()
-        self.big: mmap.mmap | None = None  # a large frame being received into its own buffer
-        self.bigfill = 0
-        self.busy = False  # the pool works on a request of this connection
-        self.pending: Pending | None = None
-        self.outbox: collections.deque[memoryview] = collections.deque()
-        self.outsize = 0
-        self.unconfirmed: tuple[Any, list[int], list[Any]] | None = None
-        self.dead = False
-        self.early: Waiter | None = None
-        self.events = _IN
-
-    def notify(self, waiter: Waiter) -> None:
-        self.server._post(self._completed, waiter)
-
-    def _completed(self, waiter: Waiter) -> None:
-        self.server._completed(self, waiter)
-
-    def alive(self) -> bool:
-        if self.dead:
-            return False
-        try:
-            return self.sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) != b""
-        except (BlockingIOError, InterruptedError):
-            return True
-        except OSError:
-            return False
-
-    def __repr__(self) -> str:
-        return f"<channel connection of {self.caller.app or '?'} pid {self.caller.pid} on {self.caller.host or '?'}>"
 
 
 class ChannelServer:
@@ -300,7 +221,7 @@ class ChannelServer:
                 try:
                     hello = parse_hello(link.inbox)
                 except ConnectionError as err:
-                    log.info("closed a channel from %s: %s", _peer(link.sock), err)
+                    log.info("closed a channel from %s: %s", peer(link.sock), err)
                     self._ended(link, None)
                     return
                 if hello is None:
@@ -311,10 +232,13 @@ class ChannelServer:
             try:
                 frame = parse_frame(link.inbox, self.max_inflight)
             except ConnectionError as err:
-                log.info("closed a channel from %s: %s", _peer(link.sock), err)
+                log.info("closed a channel from %s: %s", peer(link.sock), err)
                 self._ended(link, None)
                 return
             if frame is None:
+                total = frame_size(link.inbox)
+                if total is not None and total > LARGE:
+                    self._begin_big(link, total)  # the rest goes straight into a buffer of its own
                 return
             self._inflight -= before - len(link.inbox)
             body, buffers = frame
@@ -410,7 +334,7 @@ class ChannelServer:
             return
         if link.dead:
             if isinstance(outcome, Reply) and outcome.taken is not None:
-                _give_back(outcome.taken)
+                give_back(outcome.taken)
             elif isinstance(outcome, Pending):
                 self._abandon(outcome)
             return
@@ -453,13 +377,13 @@ class ChannelServer:
                 self._work(link)
         if self._greeting:
             for link in [link for link in self._greeting if now - link.accepted > HANDSHAKE_TIMEOUT]:
-                log.info("closed a channel from %s: no handshake within %g s", _peer(link.sock), HANDSHAKE_TIMEOUT)
+                log.info("closed a channel from %s: no handshake within %g s", peer(link.sock), HANDSHAKE_TIMEOUT)
                 self._ended(link, None)
 
     def _handshake(self, link: _Link, hello: Hello) -> None:
         self._greeting.discard(link)
         if not secret_matches(self.secret, hello.secret):
-            log.warning("refused a channel without the run's secret from %s", _peer(link.sock))
+            log.warning("refused a channel without the run's secret from %s", peer(link.sock))
             self._refuse(link, "this PastSet run needs its secret")
             return
         service = self._services(hello.run)
@@ -569,8 +493,8 @@ class ChannelServer:
         if link.dead:
             return
         link.dead = True
-        if link.unconfirmed is not None and not self._stopping and (link.outbox or _undelivered(link.sock, err)):
-            _give_back(link.unconfirmed)
+        if link.unconfirmed is not None and not self._stopping and (link.outbox or undelivered(link.sock, err)):
+            give_back(link.unconfirmed)
             log.info("a reply to %r never arrived: its tuple went back to element %d", link, link.unconfirmed[0].eid)
         link.unconfirmed = None
         if link.pending is not None:
@@ -609,46 +533,3 @@ class ChannelServer:
     def waiting(self) -> int:
         """Connections with a request queued on an element (for tests and views)."""
         return sum(1 for link in list(self._links.values()) if link.pending is not None)
-
-
-def _frame_size(inbox: bytearray) -> int | None:
-    """The whole size of the frame at the front of ``inbox`` (header included), None until its header is there."""
-    if len(inbox) < HEADER.size:
-        return None
-    size, count = HEADER.unpack_from(inbox)
-    if count > MAX_BUFFERS:
-        return None  # parse_frame refuses it
-    start = HEADER.size + LENGTH.size * count
-    if len(inbox) < start:
-        return None
-    return start + size + sum(LENGTH.unpack_from(inbox, HEADER.size + i * LENGTH.size)[0] for i in range(count))
-
-
-def _undelivered(sock: socket.socket, err: int | None) -> bool:
-    """True if what we last sent on ``sock`` cannot have reached the program at the other end."""
-    if err in _RESET:
-        return True
-    try:
-        if sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR):
-            return True
-        buf = bytearray(_INT.size)
-        fcntl.ioctl(sock.fileno(), _OUTQ, buf)
-        return _INT.unpack(buf)[0] > 0
-    except OSError:
-        return err is not None
-
-
-def _give_back(taken: tuple[Any, list[int], list[Any]]) -> None:
-    element, indices, values = taken
-    try:
-        element.give_back(indices, values)
-    except Exception:  # pragma: no cover - the element ended meanwhile
-        log.debug("could not give back tuples of element %d", element.eid, exc_info=True)
-
-
-def _peer(sock: socket.socket) -> str:
-    try:
-        host, port = sock.getpeername()[:2]
-        return f"{host}:{port}"
-    except OSError:
-        return "?"

@@ -1,0 +1,148 @@
+"""One channel connection as the server's loop keeps it, and what its delivery promise rests on.
+
+Delivery.  An unindexed observe takes its tuple only for a connection that is
+alive (checked just before, without reading).  After the reply went out it
+stays *unconfirmed* until the next request arrives on that connection: if the
+connection then ends with a reset, or with unacknowledged bytes still in the
+kernel, the reply never reached the program, and the tuple is given back to
+where it was (:meth:`pastset.core.element.Element.give_back`).  Linux resets a
+connection whose process dies with unread data, so a worker killed with its
+reply unread shows up as a reset.  TCP_USER_TIMEOUT (from the dead time) makes
+a reply to a vanished host fail instead of waiting for ever.
+
+Replies the socket cannot take at once wait in the connection's outbox and are
+written when it is writable; a connection's later requests wait until then,
+so a client's requests are still answered in order.  The bytes of frames held
+in inboxes and outboxes are bounded (``max_inflight``): past it the loop stops
+reading from connections with a frame in progress until replies drain.
+"""
+
+from __future__ import annotations
+
+import collections
+import errno
+import fcntl
+import logging
+import mmap
+import socket
+import struct
+import termios
+import time
+from typing import Any
+
+from pastset.core.waiter import Waiter
+from pastset.core.waits import Caller
+from pastset.transport.channel import HEADER, LENGTH, MAX_BUFFERS
+from pastset.transport.poller import IN
+from pastset.transport.serving import Pending, Service
+
+__all__ = ["Link", "frame_size", "give_back", "peer", "undelivered"]
+
+log = logging.getLogger("pastset.transport.channel_server")
+
+_RESET = {errno.ECONNRESET, errno.EPIPE, errno.ETIMEDOUT, errno.ECONNABORTED, errno.EHOSTUNREACH}
+_OUTQ = getattr(termios, "TIOCOUTQ", 0x5411)
+_INT = struct.Struct("i")
+
+
+class Link:
+    """The loop's state of one connection; also the hooks its waiters are bound to."""
+
+    __slots__ = (
+        "accepted",
+        "big",
+        "bigfill",
+        "busy",
+        "caller",
+        "dead",
+        "early",
+        "events",
+        "inbox",
+        "outbox",
+        "outsize",
+        "pending",
+        "server",
+        "service",
+        "sock",
+        "unconfirmed",
+    )
+
+    def __init__(self, sock: socket.socket, server: Any) -> None:
+        self.sock = sock
+        self.server = server
+        self.caller = Caller()
+        self.inbox = bytearray()
+        self.service: Service | None = None  # set once the handshake passed
+        self.accepted = time.monotonic()
+        self.big: mmap.mmap | None = None  # a large frame being received into its own buffer
+        self.bigfill = 0
+        self.busy = False  # the pool works on a request of this connection
+        self.pending: Pending | None = None
+        self.outbox: collections.deque[memoryview] = collections.deque()
+        self.outsize = 0
+        self.unconfirmed: tuple[Any, list[int], list[Any]] | None = None
+        self.dead = False
+        self.early: Waiter | None = None
+        self.events = IN
+
+    def notify(self, waiter: Waiter) -> None:
+        self.server._post(self._completed, waiter)
+
+    def _completed(self, waiter: Waiter) -> None:
+        self.server._completed(self, waiter)
+
+    def alive(self) -> bool:
+        if self.dead:
+            return False
+        try:
+            return self.sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) != b""
+        except (BlockingIOError, InterruptedError):
+            return True
+        except OSError:
+            return False
+
+    def __repr__(self) -> str:
+        return f"<channel connection of {self.caller.app or '?'} pid {self.caller.pid} on {self.caller.host or '?'}>"
+
+
+def frame_size(inbox: bytearray) -> int | None:
+    """The whole size of the frame at the front of ``inbox`` (header included), None until its header is there."""
+    if len(inbox) < HEADER.size:
+        return None
+    size, count = HEADER.unpack_from(inbox)
+    if count > MAX_BUFFERS:
+        return None  # parse_frame refuses it
+    start = HEADER.size + LENGTH.size * count
+    if len(inbox) < start:
+        return None
+    return start + size + sum(LENGTH.unpack_from(inbox, HEADER.size + i * LENGTH.size)[0] for i in range(count))
+
+
+def undelivered(sock: socket.socket, err: int | None) -> bool:
+    """True if what we last sent on ``sock`` cannot have reached the program at the other end."""
+    if err in _RESET:
+        return True
+    try:
+        if sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR):
+            return True
+        buf = bytearray(_INT.size)
+        fcntl.ioctl(sock.fileno(), _OUTQ, buf)
+        return _INT.unpack(buf)[0] > 0
+    except OSError:
+        return err is not None
+
+
+def give_back(taken: tuple[Any, list[int], list[Any]]) -> None:
+    element, indices, values = taken
+    try:
+        element.give_back(indices, values)
+    except Exception:  # pragma: no cover - the element ended meanwhile
+        log.debug("could not give back tuples of element %d", element.eid, exc_info=True)
+
+
+def peer(sock: socket.socket) -> str:
+    try:
+        host, port = sock.getpeername()[:2]
+        return f"{host}:{port}"
+    except OSError:
+        return "?"
