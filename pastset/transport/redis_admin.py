@@ -15,7 +15,8 @@ from typing import Any
 
 from pastset import wire
 from pastset.errors import ConfigurationError
-from pastset.transport.redis_store import SCRIPTS, Keys, StoreAddress, _redis, connect
+from pastset.transport.redis_address import StoreAddress, _redis, connect
+from pastset.transport.redis_scripts import SCRIPTS, Keys
 
 __all__ = ["StoreAdmin", "count_keys", "purge", "run_names"]
 
