@@ -20,7 +20,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "infra"))
 
-from conftest import EXAMPLES, processes_carrying, run_processes, wait_until_gone
+from conftest import EXAMPLES, listening_sockets, processes_carrying, run_processes, wait_until_gone
 from netns_hosts import NetnsHosts
 
 pytestmark = [pytest.mark.netns, pytest.mark.timeout(180)]
@@ -436,9 +436,11 @@ def test_blocked_caller_learns_of_an_unreachable_server_in_bounded_time(hosts, t
             server.wait()
 
 
-def test_the_secret_is_on_no_command_line_of_the_run_on_any_host(hosts, home, tmp_path):
+def test_the_secret_is_on_no_command_line_and_the_run_listens_only_where_the_hosts_reach_it(hosts, home, tmp_path):
     """Every process of the run, here and on each host (the hosts share this /proc), is read while
-    the run is live: the run's secret is in none of their command lines."""
+    the run is live: the run's secret is in none of their command lines, and every socket they
+    listen on here is on the address the hosts reach (or loopback, for the status page), never on
+    all interfaces."""
     started, go = tmp_path / "run", tmp_path / "go"
     (home / "waiter.py").write_text(
         "import os, pathlib, socket, time, pastset\n"
@@ -480,6 +482,10 @@ def test_the_secret_is_on_no_command_line_of_the_run_on_any_host(hosts, home, tm
         remote = [cmd for _, cmd in processes if "pastset.commands.remote" in cmd or "waiter.py" in cmd]
         assert len(remote) >= 3, processes  # the run's processes on the hosts are among those read
         assert [cmd for _, cmd in processes if secret in cmd] == []
+        listening = listening_sockets({pid for pid, _ in processes} | {run.pid})
+        reached = {port for address, port in listening if address == hosts.gateway_address}
+        assert len(reached) >= 2, listening  # the name server and daemon, the channel
+        assert {address for address, _ in listening} <= {hosts.gateway_address, "127.0.0.1"}, listening
         go.write_text("")
         out, err = run.communicate(timeout=90)
         assert run.returncode == 0, err[-3000:]
