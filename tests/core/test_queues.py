@@ -150,3 +150,28 @@ def test_an_unattached_monitor_counts_only_and_records_nothing() -> None:
     hook = waiting_hook(NO_MONITOR, object())
     hook(1, Waiter("observe"))
     assert no_journal("move", (1,)) is None
+
+
+def test_has_ready_is_true_between_a_change_and_the_settling_that_serves_it() -> None:
+    """The element always settles in the same locked step as a change, so it never shows a ready
+    waiter; here the step is cut in two to see that has_ready answers True when one could go on."""
+    q, _, _ = queues(delta=1)
+    observer = Waiter("observe", notify=lambda w: None)
+    assert not q.submit(observer) and not q.has_ready(ended=False)  # nothing to observe
+    q.log.append((1,))  # a tuple arrives, not yet settled
+    assert q.has_ready(ended=False)
+    q.settle()
+    assert observer.done and not q.has_ready(ended=False)
+    assert q.submit(Waiter("move", data=[(2,)]))  # fills delta
+    mover = Waiter("move", data=[(3,)], notify=lambda w: None)
+    assert not q.submit(mover) and not q.has_ready(ended=False)  # no room
+    q.log.delta = None  # room appears
+    assert q.has_ready(ended=False)
+    q.settle()
+    assert mover.done and not q.has_ready(ended=False)
+    indexed = Waiter("observe", index=5, notify=lambda w: None)
+    assert not q.submit(indexed) and not q.has_ready(ended=False)
+    for i in range(3):
+        q.log.append((i,))  # index 5 now exists, no one told the waiter yet
+    assert q.has_ready(ended=False)
+    assert q.has_ready(ended=True), "once the element ends, every queued waiter can go on (to its error)"
