@@ -22,6 +22,7 @@ from __future__ import annotations
 import collections
 import errno
 import fcntl
+import itertools
 import logging
 import mmap
 import socket
@@ -33,7 +34,7 @@ from typing import Any
 from pastset.core.waiter import Waiter
 from pastset.core.waits import Caller
 from pastset.transport.channel import HEADER, LENGTH, MAX_BUFFERS
-from pastset.transport.poller import IN
+from pastset.transport.poller import IN, OUT
 from pastset.transport.serving import Pending, Service
 
 __all__ = ["Link", "frame_size", "give_back", "peer", "undelivered"]
@@ -100,6 +101,63 @@ class Link:
             return True
         except OSError:
             return False
+
+    def write(self, pieces: list[bytes | memoryview]) -> None:
+        """Send ``pieces`` now as far as the socket takes them; the rest goes to the outbox."""
+        server = self.server
+        if not self.outbox:
+            try:
+                sent = self.sock.sendmsg(pieces) if len(pieces) > 1 else self.sock.send(pieces[0])
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError as err:
+                server._ended(self, err.errno)
+                return
+            for piece in pieces:
+                size = len(piece)
+                if sent >= size:
+                    sent -= size
+                    continue
+                view = memoryview(piece)[sent:]
+                sent = 0
+                self.outbox.append(view)
+                self.outsize += len(view)
+                server._inflight += len(view)
+        else:
+            for piece in pieces:
+                self.outbox.append(memoryview(piece))
+                self.outsize += len(piece)
+                server._inflight += len(piece)
+        if self.outbox and not self.events & OUT:
+            self.events |= OUT
+            server._poller.modify(self.sock, self.events)
+
+    def flush(self) -> None:
+        """Send what the outbox holds, as far as the socket takes it; then the connection's next requests."""
+        server = self.server
+        outbox = self.outbox
+        while outbox:
+            batch = list(itertools.islice(outbox, 64))
+            try:
+                sent = self.sock.sendmsg(batch)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as err:
+                server._ended(self, err.errno)
+                return
+            self.outsize -= sent
+            server._inflight -= sent
+            while sent and outbox:
+                head = outbox[0]
+                if sent >= len(head):
+                    sent -= len(head)
+                    outbox.popleft()
+                else:
+                    outbox[0] = head[sent:]
+                    sent = 0
+        self.events &= ~OUT
+        server._poller.modify(self.sock, self.events)
+        server._work(self)
 
     def __repr__(self) -> str:
         return f"<channel connection of {self.caller.app or '?'} pid {self.caller.pid} on {self.caller.host or '?'}>"

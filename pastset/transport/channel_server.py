@@ -12,7 +12,7 @@ completes it and the loop sends the reply.  Work that may take long — an
 X-function's loading, creation and calls, and the decoding of frames over
 :data:`LARGE` — runs on a small, bounded pool of threads and never on the loop.
 
-Delivery and back-pressure: see :mod:`pastset.transport.channel_links`, which
+Delivery, and writing replies: see :mod:`pastset.transport.channel_links`, which
 holds each connection's state.
 """
 
@@ -121,12 +121,15 @@ class ChannelServer:
                         self._drain_wakeups()
                     else:
                         if events & _OUT and not ready.dead:
-                            self._flush(ready)
+                            ready.flush()
                         if events & ~_OUT and not ready.dead:
                             self._readable(ready)
+                    if self._posted:
+                        self._run_posted()
+                if self._posted:
                     self._run_posted()
-                self._run_posted()
-                self._expire()
+                if self._deadlines or self._greeting:
+                    self._expire()
         except Exception:  # pragma: no cover - a bug: say so, and close what we hold
             log.exception("the channel's event loop failed")
         finally:
@@ -392,7 +395,7 @@ class ChannelServer:
             return
         link.caller = Caller(task=hello.task, host=hello.host, pid=hello.pid, app=hello.app)
         link.service = service
-        self._write(link, [encode_welcome(0, self.max_inflight, "pastset")])
+        link.write([encode_welcome(0, self.max_inflight, "pastset")])
 
     def _refuse(self, link: _Link, message: str) -> None:
         try:
@@ -412,63 +415,9 @@ class ChannelServer:
         if reply.taken is not None:
             link.unconfirmed = reply.taken
         if len(parts) == 1 and len(body) < 65536:
-            self._write(link, [head + body])
+            link.write([head + body])
         else:
-            self._write(link, [head, *parts])
-
-    def _write(self, link: _Link, pieces: list[bytes | memoryview]) -> None:
-        """Send ``pieces`` now as far as the socket takes them; the rest goes to the outbox."""
-        if not link.outbox:
-            try:
-                sent = link.sock.sendmsg(pieces) if len(pieces) > 1 else link.sock.send(pieces[0])
-            except (BlockingIOError, InterruptedError):
-                sent = 0
-            except OSError as err:
-                self._ended(link, err.errno)
-                return
-            for piece in pieces:
-                size = len(piece)
-                if sent >= size:
-                    sent -= size
-                    continue
-                view = memoryview(piece)[sent:]
-                sent = 0
-                link.outbox.append(view)
-                link.outsize += len(view)
-                self._inflight += len(view)
-        else:
-            for piece in pieces:
-                link.outbox.append(memoryview(piece))
-                link.outsize += len(piece)
-                self._inflight += len(piece)
-        if link.outbox and not link.events & _OUT:
-            link.events |= _OUT
-            self._poller.modify(link.sock, link.events)
-
-    def _flush(self, link: _Link) -> None:
-        outbox = link.outbox
-        while outbox:
-            batch = list(itertools.islice(outbox, 64))
-            try:
-                sent = link.sock.sendmsg(batch)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as err:
-                self._ended(link, err.errno)
-                return
-            link.outsize -= sent
-            self._inflight -= sent
-            while sent and outbox:
-                head = outbox[0]
-                if sent >= len(head):
-                    sent -= len(head)
-                    outbox.popleft()
-                else:
-                    outbox[0] = head[sent:]
-                    sent = 0
-        link.events &= ~_OUT
-        self._poller.modify(link.sock, link.events)
-        self._work(link)
+            link.write([head, *parts])
 
     # ----------------------------------------------------- back-pressure
     def _hold(self, link: _Link) -> None:
