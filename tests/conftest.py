@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import ipaddress
 import itertools
+import json
 import os
 import select
+import signal
 import subprocess
 import sys
 import time
@@ -293,3 +295,89 @@ def _address(raw: str) -> str:
         return ".".join(str(b) for b in bytes.fromhex(raw)[::-1])
     words = [bytes.fromhex(raw[i : i + 8])[::-1] for i in range(0, 32, 8)]
     return str(ipaddress.IPv6Address(b"".join(words)))
+
+
+class LiveRun:
+    """A pypsrun of ``folder/app`` in a session of its own, with its output in files read while it runs.
+
+    The app announces its run on stderr (``print("RUN", os.environ["PSRUN"], file=sys.stderr)``),
+    which gives :attr:`run_id` for ``pypsmanage --run``.  ``env`` are PS* settings (every other
+    PS* variable of this process is left out).  :meth:`close` (or leaving a ``with`` block) kills
+    the run's whole process group if it is still running, so a failing test leaves nothing behind.
+    """
+
+    def __init__(self, folder: Path, app: str, *args: str, **env: str) -> None:
+        self.folder = folder
+        self.out = folder / "out.txt"
+        self.err = folder / "err.txt"
+        environ = {k: v for k, v in os.environ.items() if not k.startswith("PS")}
+        environ.update(env)
+        self.env = environ
+        with self.out.open("w") as out, self.err.open("w") as err:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "pastset.commands.run", str(folder / app), *args],
+                env=environ,
+                cwd=folder,
+                stdout=out,
+                stderr=err,
+                start_new_session=True,
+            )
+        self.run_id = ""
+        deadline = time.monotonic() + 60  # a run with remote hosts may take a while to start
+        while not self.run_id:
+            assert time.monotonic() < deadline and self.proc.poll() is None, self.err.read_text()
+            for line in self.err.read_text().splitlines():
+                if line.startswith("RUN "):
+                    self.run_id = line.split()[1]
+            time.sleep(0.05)
+
+    def done(self) -> int:
+        return sum(1 for line in self.out.read_text().splitlines() if line.startswith("done "))
+
+    def manage(self, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "pastset.commands.manage", *args, "--run", self.run_id],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+
+    def snapshot(self, view: str) -> object:
+        result = self.manage(view, "--json")
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout)
+
+    def element(self, name: str) -> dict:
+        """The row of the run's element whose template names ``name``."""
+        (row,) = [e for e in self.snapshot("elements") if f"'{name}'" in e["template"]]
+        return row
+
+    def wait_quiet_after_pause(self, timeout: float = 30) -> int:
+        """After a pause of 'jobs': wait until every job taken is done; return how many were taken.
+
+        The server's own counters say it: 'jobs' first (taken) equals 'done' last (finished).
+        """
+        deadline = time.monotonic() + timeout
+        taken = self.element("jobs")["first"]
+        while self.element("done")["last"] < taken:
+            assert time.monotonic() < deadline, "the items in hand did not finish"
+            time.sleep(0.05)
+        return taken
+
+    def wait_done(self, count: int, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while self.done() < count:
+            assert time.monotonic() < deadline, self.out.read_text()
+            time.sleep(0.05)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+    def __enter__(self) -> LiveRun:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

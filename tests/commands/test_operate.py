@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import run_processes
+from conftest import LiveRun, run_processes
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -42,80 +42,6 @@ while True:
     time.sleep(s)
     done.move((1,))
 """
-
-
-class LiveRun:
-    """A pypsrun in the background, with its output in files we can read while it runs."""
-
-    def __init__(self, folder: Path, app: str, *args: str, **env: str) -> None:
-        self.folder = folder
-        self.out = folder / "out.txt"
-        self.err = folder / "err.txt"
-        environ = {k: v for k, v in os.environ.items() if not k.startswith("PS")}
-        environ.update(env)
-        self.env = environ
-        with self.out.open("w") as out, self.err.open("w") as err:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "pastset.commands.run", str(folder / app), *args],
-                env=environ,
-                cwd=folder,
-                stdout=out,
-                stderr=err,
-                start_new_session=True,
-            )
-        self.run_id = ""
-        deadline = time.monotonic() + 30
-        while not self.run_id:
-            assert time.monotonic() < deadline and self.proc.poll() is None, self.err.read_text()
-            for line in self.err.read_text().splitlines():
-                if line.startswith("RUN "):
-                    self.run_id = line.split()[1]
-            time.sleep(0.05)
-
-    def done(self) -> int:
-        return sum(1 for line in self.out.read_text().splitlines() if line.startswith("done "))
-
-    def manage(self, *args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [sys.executable, "-m", "pastset.commands.manage", *args, "--run", self.run_id],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
-
-    def snapshot(self, view: str) -> object:
-        result = self.manage(view, "--json")
-        assert result.returncode == 0, result.stderr
-        return json.loads(result.stdout)
-
-    def element(self, name: str) -> dict:
-        """The row of the run's element whose template names ``name``."""
-        (row,) = [e for e in self.snapshot("elements") if f"'{name}'" in e["template"]]
-        return row
-
-    def wait_quiet_after_pause(self, timeout: float = 30) -> int:
-        """After a pause of 'jobs': wait until every job taken is done; return how many were taken.
-
-        The server's own counters say it: 'jobs' first (taken) equals 'done' last (finished).
-        """
-        deadline = time.monotonic() + timeout
-        taken = self.element("jobs")["first"]
-        while self.element("done")["last"] < taken:
-            assert time.monotonic() < deadline, "the items in hand did not finish"
-            time.sleep(0.05)
-        return taken
-
-    def wait_done(self, count: int, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while self.done() < count:
-            assert time.monotonic() < deadline, self.out.read_text()
-            time.sleep(0.05)
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
 
 
 @pytest.fixture

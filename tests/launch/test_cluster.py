@@ -20,7 +20,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "infra"))
 
-from conftest import EXAMPLES, listening_sockets, processes_carrying, run_processes, wait_until_gone
+from conftest import EXAMPLES, LiveRun, listening_sockets, processes_carrying, run_processes, wait_until_gone
 from netns_hosts import NetnsHosts
 
 pytestmark = [pytest.mark.netns, pytest.mark.timeout(180)]
@@ -306,66 +306,34 @@ while True:
 def test_a_vanished_host_is_noticed_and_its_tasks_reported_failed(hosts, home):
     (home / "bag.py").write_text(SLEEPY_BAG)
     (home / "sleepy.py").write_text(SLEEPY)
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("PS")}
-    environ.update(HOME=str(home), PSHOSTS=str(home / "hosts"))
-    err = home / "err.txt"
-    with err.open("w") as stderr:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "pastset.commands.run", str(home / "bag.py")],
-            env=environ,
-            cwd=home,
-            stderr=stderr,
-            start_new_session=True,
-        )
-
-    def manage(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [sys.executable, "-m", "pastset.commands.manage", *args],
-            env=environ,
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
-
-    try:
-        deadline = time.monotonic() + 60
-        while "RUN " not in err.read_text():
-            assert time.monotonic() < deadline and proc.poll() is None, err.read_text()
-            time.sleep(0.1)
-        run_id = err.read_text().split("RUN ")[1].split()[0]
-        deadline = time.monotonic() + 30
-        while True:
-            clients = json.loads(manage("clients", "--json", "--run", run_id).stdout)
-            if sum(1 for c in clients if c["running"]) == 3:
-                break
-            assert time.monotonic() < deadline
-            time.sleep(0.2)
-        victim = hosts.by_name("pst-h2")
-        victim.cut_off()  # the link goes down ...
-        for pid in victim_pids(victim.netns):  # ... and everything on the host dies
-            os.kill(pid, 9)
-        start = time.monotonic()
-        while True:
-            clients = {c["host"]: c for c in json.loads(manage("clients", "--json", "--run", run_id).stdout)}
-            if not clients["pst-h2"]["alive"]:
-                break
-            assert time.monotonic() - start < 15, clients
-            time.sleep(0.2)
-        detected = time.monotonic() - start
-        assert detected <= 10
-        assert clients["pst-h1"]["alive"] and clients["pst-h3"]["alive"]
-        tasks = json.loads(manage("tasks", "--json", "--run", run_id).stdout)
-        lost = [t for t in tasks if t["host"] == "pst-h2"]
-        assert lost and all(t["state"] == "failed" for t in lost)
-        assert "no heartbeat" in lost[0]["stderr_tail"] or "connection lost" in lost[0]["stderr_tail"]
-        print(f"dead host detected after {detected:.1f} s")
-        assert manage("stop", "--run", run_id).returncode == 0
-        proc.wait(60)
-    finally:
-        hosts.by_name("pst-h2").restore()
-        if proc.poll() is None:
-            os.killpg(proc.pid, 9)
-            proc.wait()
+    with LiveRun(home, "bag.py", HOME=str(home), PSHOSTS=str(home / "hosts")) as run:
+        try:
+            deadline = time.monotonic() + 30
+            while sum(1 for c in run.snapshot("clients") if c["running"]) != 3:
+                assert time.monotonic() < deadline
+                time.sleep(0.2)
+            victim = hosts.by_name("pst-h2")
+            victim.cut_off()  # the link goes down ...
+            for pid in victim_pids(victim.netns):  # ... and everything on the host dies
+                os.kill(pid, 9)
+            start = time.monotonic()
+            while True:
+                clients = {c["host"]: c for c in run.snapshot("clients")}
+                if not clients["pst-h2"]["alive"]:
+                    break
+                assert time.monotonic() - start < 15, clients
+                time.sleep(0.2)
+            detected = time.monotonic() - start
+            assert detected <= 10
+            assert clients["pst-h1"]["alive"] and clients["pst-h3"]["alive"]
+            lost = [t for t in run.snapshot("tasks") if t["host"] == "pst-h2"]
+            assert lost and all(t["state"] == "failed" for t in lost)
+            assert "no heartbeat" in lost[0]["stderr_tail"] or "connection lost" in lost[0]["stderr_tail"]
+            print(f"dead host detected after {detected:.1f} s")
+            assert run.manage("stop").returncode == 0
+            run.proc.wait(60)
+        finally:
+            hosts.by_name("pst-h2").restore()
 
 
 def victim_pids(netns: str) -> list[int]:
