@@ -309,3 +309,21 @@ def test_structured_arrays_that_cannot_keep_their_layout_are_refused_before_send
         encode(nested)
     with pytest.raises(SerialisationError, match="dtype=object"):
         encode(np.zeros(2, dtype=[("a", "i4"), ("o", object)]))
+
+
+def test_built_in_functions_travel_by_name_and_nothing_else_callable_does():
+    """pyPastSet pickled ``id`` into a loose slot (its xtemplatelimits example); here it goes by name."""
+    import os
+
+    value = ("Loose", id, len, [max])
+    back = decode(encode(value))
+    assert back == value and back[1] is id and back[3][0] is max
+    for refused in (lambda: 1, os.getpid, print.__call__):
+        with pytest.raises(SerialisationError, match="cannot be sent"):
+            encode((refused,))
+    import msgpack
+
+    for name in ("builtins.int", "builtins.nothing", "builtins.os"):  # not built-in functions: refused
+        forged = msgpack.packb(msgpack.ExtType(2, name.encode()))
+        with pytest.raises(SerialisationError, match="not a built-in function"):
+            decode(forged)

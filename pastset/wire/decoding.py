@@ -18,6 +18,7 @@ from pastset.errors import SerialisationError
 from pastset.wire.held import HeldBytes
 from pastset.wire.kinds import (
     _BIGINT,
+    _BUILTIN_PREFIX,
     _BYTES_OOB,
     _COMPLEX,
     _FROZENSET,
@@ -31,6 +32,7 @@ from pastset.wire.kinds import (
     _TYPES,
     MAX_COLLISIONS,
     MAX_DEPTH,
+    _builtin,
     _dtype_from,
     _need_numpy,
     _too_deep,
@@ -200,6 +202,8 @@ class _Decoding:
             name = data.decode()
             if name == "numpy.ndarray":
                 return _need_numpy().ndarray
+            if name.startswith(_BUILTIN_PREFIX):
+                return _builtin(name)
             try:
                 return _TYPES[name]
             except KeyError:

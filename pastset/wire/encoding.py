@@ -33,6 +33,7 @@ from pastset.wire.kinds import (
     MAX_DEPTH,
     OUT_OF_BAND,
     _BigInt,
+    _builtin_name,
     _depth,
     _dtype_spec,
     _numpy,
@@ -77,6 +78,9 @@ def _default(obj: Any) -> Any:
         return msgpack.ExtType(_TYPE, name.encode())
     if isinstance(obj, complex):
         return msgpack.ExtType(_COMPLEX, struct.pack("<dd", obj.real, obj.imag))
+    builtin = _builtin_name(obj)
+    if builtin is not None:
+        return msgpack.ExtType(_TYPE, builtin.encode())
     if isinstance(obj, (set, frozenset)):
         code = _SET if isinstance(obj, set) else _FROZENSET
         return msgpack.ExtType(code, _pack(list(obj)))

@@ -8,8 +8,10 @@ The encoder (:mod:`pastset.wire.encoding`) and the decoder
 
 from __future__ import annotations
 
+import builtins
 import struct
 import sys
+import types
 from typing import Any
 
 from pastset.errors import SerialisationError
@@ -63,8 +65,29 @@ _TYPE_NAMES = {t: name for name, t in _TYPES.items()}
 
 SUPPORTED = (
     "None, bool, int, float, complex, str, bytes, tuple, list, dict, set, frozenset, "
-    "the type objects " + ", ".join(sorted(_TYPES)) + ", numpy.ndarray, and NumPy arrays (with NumPy installed)"
+    "the type objects " + ", ".join(sorted(_TYPES)) + ", numpy.ndarray, the built-in functions (len, id, ...), "
+    "and NumPy arrays (with NumPy installed)"
 )
+
+#: A built-in function travels by name (``builtins.id``), as pickle sends it, and is looked up
+#: among the built-in functions only on the other side: nothing is imported or run.
+_BUILTIN_PREFIX = "builtins."
+
+
+def _builtin_name(obj: Any) -> str | None:
+    """``builtins.NAME`` if ``obj`` is the built-in function of that name, else None."""
+    name = getattr(obj, "__name__", None)
+    if type(obj) is types.BuiltinFunctionType and isinstance(name, str) and getattr(builtins, name, None) is obj:
+        return _BUILTIN_PREFIX + name
+    return None
+
+
+def _builtin(name: str) -> Any:
+    """The built-in function a received ``builtins.NAME`` stands for; SerialisationError for anything else."""
+    obj = getattr(builtins, name[len(_BUILTIN_PREFIX) :], None)
+    if type(obj) is not types.BuiltinFunctionType:
+        raise SerialisationError(f"received {name!r}, which is not a built-in function")
+    return obj
 
 
 class _BigInt:
