@@ -65,6 +65,12 @@ class ClientInfo:
     gone_reason: str = ""
 
 
+def _full(client: ClientInfo) -> bool:
+    """True if every slot of ``client`` runs a task (a client that did not say its slots has one free)."""
+    slots = client.specs.get("slots")
+    return isinstance(slots, int) and len(client.running) >= slots
+
+
 def normalise_args(args: object) -> list[str]:
     """Spawn arguments as pyPastSet took them: a string, or items converted with str."""
     if args is None:
@@ -357,17 +363,19 @@ class Scheduler:
     # ------------------------------------------------------------- the end
     def _quiet(self) -> bool:
         with self._cond:
-            live = any(c.alive for c in self._clients.values())
-            if self._queue and live:
-                return False
+            if self._queue and any(c.alive and not _full(c) for c in self._clients.values()):
+                return False  # a queued task can start (or a slot is on its way back for one)
             running = {tid for c in self._clients.values() for tid in c.running}
+        # Queued tasks whose every slot is held by a task blocked for good can never start:
+        # then the run is quiet too (they are reported as never run).
         return self.space.quiet(running)
 
     def finish(self, wait: bool = True, timeout: float | None = None) -> bool:
         """End the run, after it has gone quiet if ``wait``; True if it was quiet.
 
-        Quiet means: no task queued for a live client, and every running task
-        blocked in an operation that no one left can complete.
+        Quiet means: every running task blocked in an operation that no one
+        left can complete, and no task queued that a live client has a free
+        slot for (a task queued behind slots blocked for good never runs).
         """
         until = None if timeout is None else time.monotonic() + timeout
         quiet = False

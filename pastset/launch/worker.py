@@ -126,7 +126,7 @@ class Worker:
     def run(self) -> int:
         """Register, then serve tasks in PSSLOTS slots; return this process's exit status."""
         try:
-            self.cid = self.scheduler.register({**host_specs(), **self.identity})
+            self.cid = self.scheduler.register({**host_specs(), "slots": self.settings.PSSLOTS, **self.identity})
         except Pyro5.errors.CommunicationError as err:
             log.error("client cannot register: %s", err)
             return 1

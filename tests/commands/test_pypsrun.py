@@ -281,3 +281,31 @@ def test_malformed_hosts_file_names_file_and_line(tmp_path):
     result = run(app, PSHOSTS=str(hosts))
     assert result.returncode == 2
     assert f"{hosts}:2:" in result.stderr
+
+
+def test_more_workers_than_slots_and_halt_ends_the_run(tmp_path):
+    """pyPastSet's mcpiserver idiom on one client: two workers spawned, the jobs done by the first,
+    halt. The second can never start (its only slot holds a worker blocked for good), so the run
+    ends at once, saying it never ran, instead of hanging until someone presses Ctrl-C."""
+    write(
+        tmp_path,
+        "worker.py",
+        "import pastset\np = pastset.PastSet()\njobs, res = p.enter(('j', int)), p.enter(('r', int))\n"
+        "while True:\n    (n,) = jobs.observe()\n    res.move((n * n,))\n",
+    )
+    app = write(
+        tmp_path,
+        "master.py",
+        PRINT_RUN + "import pastset\np = pastset.PastSet()\njobs, res = p.enter(('j', int)), p.enter(('r', int))\n"
+        "for i in range(5):\n    jobs.move((i,))\n"
+        "for _ in range(2):\n    p.spawn('worker.py', '')\n"
+        "print(sorted(res.observe()[0] for _ in range(5)))\np.halt()\n",
+    )
+    start = time.monotonic()
+    done = run(app, procs=1, timeout=60)
+    took = time.monotonic() - start
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[0, 1, 4, 9, 16]"
+    assert "1 spawned task(s) never ran: worker.py" in done.stderr
+    assert took < 30, f"the run took {took:.1f} s to end"
+    assert_nothing_left(run_ids(done.stderr)[0])

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from pathlib import Path
 
 import pytest
 
 from pastset.core.scheduler import Scheduler
 from pastset.core.space import Space
-from pastset.errors import AppNotFoundError, PastSetTimeoutError, RunEndedError
+from pastset.errors import AppNotFoundError, PastSetError, PastSetTimeoutError, RunEndedError
 
 
 @pytest.fixture
@@ -62,3 +64,43 @@ def test_after_the_end_nothing_more_is_accepted(scheduler: Scheduler) -> None:
         scheduler.spawn("work.py")
     with pytest.raises(RunEndedError):
         scheduler.register({"host": "late"})
+
+
+def _blocked_first_task(tmp_path: Path, slots: int) -> tuple[Scheduler, threading.Thread]:
+    """A client with ``slots`` slots, two tasks spawned, the first one blocked for good in observe."""
+    (tmp_path / "work.py").write_text("")
+    serving = threading.local()
+    space = Space("r", [str(tmp_path)], current_task=lambda: getattr(serving, "task", None))
+    scheduler = Scheduler(space)
+    cid = scheduler.register({"host": "h", "slots": slots})
+    scheduler.spawn("work.py")
+    scheduler.spawn("work.py")
+    first = scheduler.next_task(cid, timeout=1)
+    assert first is not None
+    jobs = space.element(space.enter(("jobs", int)))
+
+    def worker() -> None:
+        serving.task = first["id"]
+        with contextlib.suppress(PastSetError):
+            jobs.observe()  # no job will ever come; the run's end wakes it
+
+    blocked = threading.Thread(target=worker, daemon=True)
+    blocked.start()
+    return scheduler, blocked
+
+
+def test_a_task_queued_behind_a_slot_blocked_for_good_does_not_keep_the_run_from_ending(tmp_path: Path) -> None:
+    """pyPastSet's mcpiserver spawns two workers on one client slot and halts: the first blocks for
+    good once the jobs are gone, so the second can never start. The run is quiet and ends (the
+    second is reported as never run) instead of waiting for ever."""
+    scheduler, blocked = _blocked_first_task(tmp_path, slots=1)
+    assert scheduler.finish(True, timeout=10) is True
+    blocked.join(5)
+    assert not blocked.is_alive()
+    assert [t["state"] for t in scheduler.snapshot()["tasks"]][1] == "queued"
+
+
+def test_a_queued_task_with_a_free_slot_keeps_the_run_going(tmp_path: Path) -> None:
+    scheduler, blocked = _blocked_first_task(tmp_path, slots=2)
+    assert scheduler.finish(True, timeout=0.5) is False, "the second task could still start and move a job"
+    blocked.join(5)
