@@ -115,6 +115,8 @@ def forget_run(run_id: str) -> None:
 
 
 def _alive(pid: int) -> bool:
+    if pid <= 0:  # no pid recorded: os.kill(0 or -N, 0) would ask about process groups, not a pypsrun
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -59,6 +59,13 @@ def test_a_run_whose_pypsrun_is_gone_is_not_live(runtime: Path, dead_pid: int) -
         pick_run("old")
 
 
+def test_a_run_file_without_a_pid_is_not_live(runtime: Path) -> None:
+    # os.kill(0, 0) signals this process group, which exists: pid 0 must not read as a live pypsrun.
+    record_run("no-pid", {})
+    record_run("pid-0", {"pid": 0})
+    assert {r["run"]: r["alive"] for r in list_runs()} == {"no-pid": False, "pid-0": False}
+
+
 def test_two_live_runs_need_a_name(runtime: Path) -> None:
     record_run("alpha-1", {"pid": os.getpid()})
     record_run("beta-2", {"pid": os.getpid()})
