@@ -60,12 +60,12 @@ def format_user_exception(err: BaseException) -> str:
             current = None
     parts: list[str] = []
     for exc, joiner in reversed(chain):
+        parts.append(joiner)  # how ``exc`` follows from the exception printed above it
         frames = _user_frames(exc.__traceback__)
         if frames:
             parts.append("Traceback (most recent call last):\n")
             parts.extend(frames.format())
         parts.extend(traceback.format_exception_only(type(exc), exc))
-        parts.append(joiner)
     return "".join(parts)
 
 

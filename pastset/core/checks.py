@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Hashable
 
 from pastset.errors import PastSetTypeError, PastSetValueError
 
@@ -21,7 +20,7 @@ def check_template(template: object) -> tuple:
             f"a template must be a tuple such as ('name', int, float), got {type(template).__name__}"
         )
     for i, part in enumerate(template):
-        if not isinstance(part, Hashable) or isinstance(part, (list, dict, set)):
+        if not _hashable(part) or isinstance(part, (list, dict, set)):
             raise PastSetTypeError(
                 f"template position {i} holds a {type(part).__name__}, which cannot name an element; "
                 "use types and hashable constants (str, int, tuple, ...)"
@@ -32,6 +31,15 @@ def check_template(template: object) -> tuple:
                 "enters would find the same element; use a type (float) or another constant"
             )
     return template
+
+
+def _hashable(part: object) -> bool:
+    """True if ``part`` can be hashed: a tuple is Hashable as a type, but not if it holds a list."""
+    try:
+        hash(part)
+    except TypeError:
+        return False
+    return True
 
 
 def _has_nan(part: object) -> bool:
