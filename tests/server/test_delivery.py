@@ -117,6 +117,11 @@ def test_a_worker_killed_while_blocked_loses_no_job(server, waiters, when):
             kill_all(procs)
             jobs.move_many([(i,) for i in range(waiters)])
         elif when == "while-moving":
+            # Stopped first, so that no worker can have read a reply into the program before it dies
+            # (a job a live program received is taken, by PastSet's rules); then the kill races the move.
+            for proc in procs:
+                os.killpg(proc.pid, signal.SIGSTOP)
+            wait_for(lambda: all(stopped(proc.pid) for proc in procs), "the workers stopped")
             mover = threading.Thread(
                 target=lambda: pastset.PastSet().enter(("jobs", int)).move_many([(i,) for i in range(waiters)])
             )
