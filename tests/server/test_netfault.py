@@ -42,6 +42,19 @@ print("got", jobs.observe(), flush=True)
 """
 
 
+def end_remote(remote: subprocess.Popen | None) -> None:
+    """End the client started inside the host (its whole group), if it was started."""
+    if remote is None:
+        return
+    try:
+        os.killpg(remote.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    remote.wait(10)
+    if remote.stdout is not None:
+        remote.stdout.close()
+
+
 def test_a_cut_off_observer_gives_its_job_back(tmp_path, monkeypatch):
     monkeypatch.setenv("PSDEADTIME", "2")
     with NetnsHosts(n=1, prefix="e" + secrets.token_hex(2)) as hosts:
@@ -69,14 +82,7 @@ def test_a_cut_off_observer_gives_its_job_back(tmp_path, monkeypatch):
             assert got == [(42,)]
             assert jobs.first() == jobs.last() == 1
         finally:
-            if remote is not None:
-                try:
-                    os.killpg(remote.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                remote.wait(10)
-                if remote.stdout is not None:
-                    remote.stdout.close()
+            end_remote(remote)
             stop_server(srv)
 
 
@@ -119,12 +125,5 @@ def test_a_dead_host_s_leased_tuple_is_handed_back(tmp_path, monkeypatch):
             assert took < 6 * 2, f"handed back after {took:.1f} s, over a few PSDEADTIME (2 s)"
             print(f"the dead host's leased job was handed back after {took:.1f} s")
         finally:
-            if remote is not None:
-                try:
-                    os.killpg(remote.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                remote.wait(10)
-                if remote.stdout is not None:
-                    remote.stdout.close()
+            end_remote(remote)
             stop_server(srv)
