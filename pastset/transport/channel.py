@@ -50,6 +50,7 @@ __all__ = [
     "Hello",
     "encode_hello",
     "encode_welcome",
+    "frame_size",
     "frame_views",
     "keep_alive_socket",
     "parse_frame",
@@ -193,6 +194,15 @@ def _layout(inbox: Any, limit: int) -> tuple[int, int, list[int]] | None:
     return start, size, lengths
 
 
+def frame_size(inbox: Any, limit: int = MAX_FRAME) -> int | None:
+    """The whole size of the frame at the front of ``inbox`` (header included); None until its header is there.
+
+    Raises ConnectionError, as :func:`parse_frame` does, for a frame that breaks the limits.
+    """
+    layout = _layout(inbox, limit)
+    return None if layout is None else layout[0] + layout[1] + sum(layout[2])
+
+
 def parse_frame(inbox: bytearray, limit: int = MAX_FRAME) -> tuple[bytes, list[bytearray | memoryview]] | None:
     """Take one complete frame off the front of ``inbox``: (body, buffers); None if it is not all there yet.
 
@@ -220,9 +230,10 @@ def frame_views(frame: Any) -> tuple[bytes, list[bytearray | memoryview]]:
     The views keep ``frame`` alive as long as a value decoded from them (a NumPy
     array) does; they are writable if ``frame`` is.
     """
-    layout = _layout(frame, len(frame))
-    if layout is None or len(frame) != layout[0] + layout[1] + sum(layout[2]):
+    if frame_size(frame, len(frame)) != len(frame):
         raise ConnectionError("a large frame does not hold what its header says")
+    layout = _layout(frame, len(frame))
+    assert layout is not None
     start, size, lengths = layout
     view = memoryview(frame)
     body = bytes(view[start : start + size])

@@ -33,7 +33,7 @@ from typing import Any
 
 from pastset.core.waiter import Waiter
 from pastset.core.waits import Caller
-from pastset.transport.channel import HEADER, LENGTH, MAX_BUFFERS
+from pastset.transport.channel import frame_size
 from pastset.transport.poller import IN, OUT
 from pastset.transport.serving import Pending, Service
 
@@ -161,19 +161,6 @@ class Link:
 
     def __repr__(self) -> str:
         return f"<channel connection of {self.caller.app or '?'} pid {self.caller.pid} on {self.caller.host or '?'}>"
-
-
-def frame_size(inbox: bytearray) -> int | None:
-    """The whole size of the frame at the front of ``inbox`` (header included), None until its header is there."""
-    if len(inbox) < HEADER.size:
-        return None
-    size, count = HEADER.unpack_from(inbox)
-    if count > MAX_BUFFERS:
-        return None  # parse_frame refuses it
-    start = HEADER.size + LENGTH.size * count
-    if len(inbox) < start:
-        return None
-    return start + size + sum(LENGTH.unpack_from(inbox, HEADER.size + i * LENGTH.size)[0] for i in range(count))
 
 
 def undelivered(sock: socket.socket, err: int | None) -> bool:
