@@ -161,6 +161,24 @@ class Element:
                 raise self.__expired(waiter.index)
             return self.__queues.submit(waiter)
 
+    def move_now(self, data: Any) -> bool:
+        """Move ``data`` if that completes at once (True); False if it would wait or raise.
+
+        The server's event loop tries this first, so the common move costs no
+        waiter; on False it submits a waiter, which also raises what must be raised.
+        """
+        with self.__cond:
+            return self.__ended is None and self.__queues.move_now(data)
+
+    def take_now(self) -> tuple[int, Any] | None:
+        """Take the oldest unobserved tuple as ``(index, tuple)`` if an unindexed observe completes at once.
+
+        None if it would wait or raise (see :meth:`move_now`).  The index is what
+        :meth:`give_back` takes if the reply never reaches the caller.
+        """
+        with self.__cond:
+            return None if self.__ended is not None else self.__queues.take_now()
+
     def cancel(self, waiter: Waiter) -> bool:
         """Take a queued waiter out (its caller left or gave up); False if it had completed already."""
         with self.__cond:
@@ -216,12 +234,8 @@ class Element:
         """
         with self.__cond:
             self.__check()
-            queues = self.__queues
-            if not queues.movers and self.__log.room():  # the common case, without a waiter
-                queues.append(data)
-                queues.settle()
-                return
-            self.__block(Waiter("move", data=[data]))
+            if not self.__queues.move_now(data):  # the common case needs no waiter
+                self.__block(Waiter("move", data=[data]))
 
     def observe(self, index: int = -1) -> Any:
         """Return a tuple.

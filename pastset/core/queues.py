@@ -120,6 +120,31 @@ class WaiterQueues:
         self.enqueue(waiter, self.observers)
         return False
 
+    def move_now(self, data: Any) -> bool:
+        """Move ``data`` in now if nothing makes it wait (no blocked move, room under delta); else False.
+
+        The common move, without building a waiter for it.
+        """
+        if self.live(self.movers) or not self.log.room():
+            return False
+        self.append(data)
+        self.settle()
+        return True
+
+    def take_now(self) -> tuple[int, Any] | None:
+        """Take the oldest unobserved tuple now, as (index, tuple), if no observer queued first; else None.
+
+        The common unindexed observe, without building a waiter for it.
+        """
+        log = self.log
+        if self.paused or not log.unobserved() or self.live(self.observers):
+            return None
+        indices, values = log.take(1)
+        self.journal("observe")
+        self.monitor.changed()
+        self.settle()  # the tuple taken makes room for blocked moves
+        return indices[0], values[0]
+
     def append(self, data: Any) -> None:
         """Move ``data`` in at index ``last``, whatever delta says; observers waiting for that index get it."""
         self.journal("move", data)

@@ -175,3 +175,26 @@ def test_has_ready_is_true_between_a_change_and_the_settling_that_serves_it() ->
         q.log.append((i,))  # index 5 now exists, no one told the waiter yet
     assert q.has_ready(ended=False)
     assert q.has_ready(ended=True), "once the element ends, every queued waiter can go on (to its error)"
+
+
+def test_the_waiterless_move_and_take_never_overtake_a_queued_waiter() -> None:
+    q, monitor, journal = queues(delta=1)
+    assert q.move_now((0,)) and not q.move_now((1,)), "delta leaves room for one"
+    done: list[Waiter] = []
+    mover = Waiter("move", data=[(1,)], notify=done.append)
+    assert not q.submit(mover)
+    assert q.take_now() == (0, (0,)), "the take makes room, and the queued move gets it"
+    assert mover.done and q.log.last == 2
+    assert not q.move_now((2,)), "the tuple the blocked move put in fills delta again"
+    q.log.delta = None
+    q.paused = True
+    assert q.take_now() is None, "pause holds unindexed observes"
+    observer = Waiter("observe", notify=done.append)
+    assert not q.submit(observer)
+    q.paused = False
+    assert q.take_now() is None, "an observer queued first is served first"
+    q.settle()
+    assert observer.result == (1,) and q.take_now() is None, "nothing left to take"
+    assert q.move_now((2,)) and q.take_now() == (2, (2,))
+    assert [r[0] for r in journal] == ["move", "observe", "move", "observe", "move", "observe"]
+    assert monitor.changes == 6 and done == [mover, observer]

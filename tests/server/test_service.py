@@ -179,3 +179,42 @@ def test_errors_are_answered_at_once_naming_the_problem(svc: Setup, message: tup
     reply = decoded(svc.start(*message))
     assert reply[:2] == (1, kind) and text in reply[2], reply
     assert svc.space.element(svc.eid).queued() == 0
+
+
+def test_an_observe_that_completes_at_once_hands_over_what_it_took(svc: Setup) -> None:
+    svc.call("move", svc.eid, ("svc", 1))
+    svc.call("move", svc.eid, ("svc", 2))
+    reply = svc.start("observe", svc.eid, -1, None)
+    assert decoded(reply) == (0, ("svc", 1)) and svc.space.observes == 1
+    assert svc.hooks.completed == [] and svc.space.element(svc.eid).queued() == 0, "no waiter was queued"
+    assert isinstance(reply, Reply) and reply.taken is not None
+    element, indices, values = reply.taken
+    assert element is svc.space.element(svc.eid) and indices == [0] and values == [("svc", 1)]
+    element.give_back(indices, values)  # what the loop does when this reply never arrives
+    assert svc.call("first", svc.eid) == (0, 0), "first is restored"
+    assert decoded(svc.start("observe", svc.eid)) == (0, ("svc", 1)), "and the tuple goes out again, in order"
+    assert decoded(svc.start("observe", svc.eid)) == (0, ("svc", 2))
+
+
+def test_a_large_tuple_observed_at_once_is_encoded_on_the_pool(svc: Setup) -> None:
+    eid = svc.space.enter(("big", bytes))
+    svc.call("move", eid, ("big", b"y" * (LARGE + 1)))
+    work = svc.start("observe", eid)
+    assert callable(work) and not isinstance(work, (Reply, Pending))
+    reply = work()
+    assert decoded(reply) == (0, ("big", b"y" * (LARGE + 1))) and reply.taken is not None
+
+
+def test_an_immediate_operation_still_checks_its_timeout(svc: Setup) -> None:
+    svc.call("move", svc.eid, ("svc", 1))
+    for message in (("observe", svc.eid, -1, "soon"), ("move", svc.eid, ("svc", 2), "soon")):
+        reply = decoded(svc.start(*message))
+        assert reply[:2] == (1, "PastSetTypeError") and "timeout" in reply[2], reply
+    assert svc.call("last", svc.eid) == (0, 1) and svc.call("first", svc.eid) == (0, 0), "nothing happened"
+
+
+def test_an_immediate_operation_on_a_deleted_element_raises_as_ever(svc: Setup) -> None:
+    svc.call("move", svc.eid, ("svc", 1))
+    svc.space.delelement(svc.eid)
+    for message in (("observe", svc.eid), ("move", svc.eid, ("svc", 2))):
+        assert decoded(svc.start(*message))[:2] == (1, "ElementDeletedError")
