@@ -16,12 +16,24 @@ from pastset.entrypoints import MODULES
 from pastset.items.plan import JOBS, RESULTS, finished, load_plan, log_line, record_result
 
 
+def _run_number(folder: Path) -> int:
+    """This run's number in the experiment (1 for the first), counted from the run log's start lines.
+
+    Session logs carry it in their names: task ids repeat from one run to the next, so without it a
+    rerun's items would be appended to the log of an earlier run's session.
+    """
+    log = folder / "run.log"
+    lines = log.read_text().splitlines() if log.exists() else []
+    return 1 + sum(1 for line in lines if " start: " in line)
+
+
 def main(argv: list[str]) -> int:
     """Run one experiment; exit status 0 when every item succeeded."""
     plan = load_plan(argv[0])
     folder = Path(plan.directory)
     done = finished(folder)
     todo = [item for item in plan.items if item.index not in done]
+    run = _run_number(folder)
     log_line(folder, "run.log", f"start: {len(plan.items)} items, {len(done)} already done, {len(todo)} to do")
     if done:
         print(
@@ -56,7 +68,7 @@ def main(argv: list[str]) -> int:
                         "task": task,
                     },
                 )
-                log_line(folder, f"sessions/{host}-{task}.log", f"item {index} status {status} {took:.3f}s")
+                log_line(folder, f"sessions/run{run}-{host}-{task}.log", f"item {index} status {status} {took:.3f}s")
                 seconds.append(took)
                 if status != 0:
                     failed.append(index)

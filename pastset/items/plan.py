@@ -8,7 +8,8 @@ same request that delivers it.
 
 Each experiment has an id (``--name``, or derived from the command and the
 items, so running the same command again finds it) and a directory holding the
-run log, the item list, one result file per item and one session log per task.
+run log, the item list, one result file per item and one session log per task and run
+(``sessions/run<N>-<host>-<task>.log``).
 Starting an experiment again skips the items it already finished.
 """
 

@@ -150,7 +150,8 @@ def test_failures_are_reported_and_a_rerun_does_only_what_is_left(tmp_path):
     assert second.returncode == 0, second.stderr
     assert "4 done, 0 failed, 0 retried, 26 skipped" in second.stderr
     assert all(r["status"] == 0 for r in results(folder).values())
-    assert len(list((folder / "sessions").glob("*.log"))) >= 2
+    runs = {log.name.split("-")[0] for log in (folder / "sessions").glob("*.log")}
+    assert runs == {"run1", "run2"}, "each run's sessions have their own logs, named by run"
     listing = subprocess.run(
         [sys.executable, "-m", "pastset.commands.manage", "logs", "--results", str(base)],
         capture_output=True,
