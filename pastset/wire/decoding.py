@@ -108,13 +108,30 @@ _NATIVE_KINDS = frozenset((list, dict))
 _CONTAINERS = _EXT_KINDS | _NATIVE_KINDS
 
 
+def _flat(items: list) -> bool:
+    """True if none of ``items`` is a container; the short tuples of a bag of tasks are tested inline."""
+    size = len(items)
+    if size == 2:
+        return type(items[0]) not in _CONTAINERS and type(items[1]) not in _CONTAINERS
+    if size == 1:
+        return type(items[0]) not in _CONTAINERS
+    if size == 3:
+        return (
+            type(items[0]) not in _CONTAINERS
+            and type(items[1]) not in _CONTAINERS
+            and type(items[2]) not in _CONTAINERS
+        )
+    return _CONTAINERS.isdisjoint(map(type, items))
+
+
 class _Decoding:
     """The state of decoding one message.
 
     Depth is counted twice: top-down as extension frames open (``depth``, which
     bounds the C recursion, since each frame is a nested decoder call), and
-    bottom-up once a frame is decoded (``depths``: id of a tuple or set built
-    but not yet taken by its parent -> its depth), which bounds the total depth,
+    bottom-up once a frame is decoded (``depths``: id of a tuple or set that
+    holds containers, built but not yet taken by its parent -> its depth; one
+    holding none is depth 1 and is not recorded), which bounds the total depth,
     lists and dicts included, so that whatever is accepted here can be encoded
     again (msgpack's encoder recurses in C once per level of lists).  A frame's
     lists and dicts are walked with C-speed type checks, and only where they hold
@@ -168,7 +185,10 @@ class _Decoding:
             kinds = set(map(type, children))
             below = 0
             if not kinds.isdisjoint(_EXT_KINDS):
-                below = max(map(depths.pop, map(id, children), repeat(0)), default=0)
+                # A tuple or set holding no containers was not recorded: depth 1.
+                # Other children (numbers, strings) count 1 too, which never
+                # exceeds what the tuple or set among them counts.
+                below = max(map(depths.pop, map(id, children), repeat(1)), default=0) if depths else 1
             deepest = max(deepest, level + below)
             if not kinds.isdisjoint(_NATIVE_KINDS):
                 stack.extend((child, level + 1) for child in children if type(child) in _NATIVE_KINDS)
@@ -177,15 +197,24 @@ class _Decoding:
         return deepest
 
     def ext(self, code: int, data: bytes) -> Any:
+        # The tuple is by far the most common extension (every tuple of a
+        # move_many is one), so its path is kept short: a frame this shallow is
+        # decoded in place, and a tuple of no containers records no depth (an
+        # unrecorded child counts as depth 1, see measure).  On an error the
+        # whole decoding is dropped, so depth needs no restoring then.
         if code == _TUPLE or code == _SET or code == _FROZENSET:
             depth = self.depth + 1
             if depth > MAX_DEPTH:
                 raise _too_deep()
             self.depth = depth
-            try:
+            depths = self.depths
+            if depth > _SHALLOW:
                 items = self.frame(data)
-            finally:
-                self.depth = depth - 1
+            elif depths is None:
+                items = _unpackb(data, raw=False, ext_hook=self.ext, strict_map_key=False)
+            else:
+                items = _unpackb(data, raw=False, ext_hook=self.ext, strict_map_key=False, object_pairs_hook=_pairs)
+            self.depth = depth - 1
             if type(items) is not list:
                 raise SerialisationError("malformed message: a tuple or set without its members")
             if code == _TUPLE:
@@ -194,9 +223,8 @@ class _Decoding:
                 if len(items) > MAX_COLLISIONS:
                     _check_hashes(items, "set members")
                 obj = set(items) if code == _SET else frozenset(items)
-            depths = self.depths
-            if depths is not None:
-                depths[id(obj)] = 1 if _CONTAINERS.isdisjoint(map(type, items)) else self.measure(items)
+            if depths is not None and not _flat(items):
+                depths[id(obj)] = self.measure(items)
             return obj
         if code == _TYPE:
             name = data.decode()

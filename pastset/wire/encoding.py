@@ -46,7 +46,7 @@ from pastset.wire.kinds import (
 def _default(obj: Any) -> Any:
     # Called by msgpack for everything it does not pack natively (strict types).
     if type(obj) is tuple:
-        beside = getattr(_local, "oob", None)
+        beside = _local.oob
         mark = 0 if beside is None else len(beside)
         packed = _pack(list(obj))
         # Packing first costs a small tuple nothing more; a large one is packed
@@ -60,7 +60,7 @@ def _default(obj: Any) -> Any:
         return msgpack.ExtType(_TUPLE, packed)
     if type(obj) is HeldBytes or type(obj) is _Beside:
         view = obj.view if isinstance(obj, HeldBytes) else memoryview(obj.value)
-        beside = getattr(_local, "oob", None)
+        beside = _local.oob
         if beside is None:
             return view.tobytes()  # in band (Pyro5, the journal): a plain bin
         beside.append(view)
@@ -105,7 +105,7 @@ def _default(obj: Any) -> Any:
                 buf = memoryview(arr.reshape(-1).view(_np.uint8))
             else:
                 buf = memoryview(arr).cast("B")  # type: ignore[arg-type]
-            beside = getattr(_local, "oob", None)
+            beside = _local.oob
             if beside is not None and arr.nbytes >= OUT_OF_BAND:
                 beside.append(buf)
                 return msgpack.ExtType(_NDARRAY_OOB, _pack([spec, list(arr.shape), len(beside) - 1]))
@@ -138,17 +138,23 @@ def _bigints(obj: Any) -> Any:
     return obj
 
 
-_local = threading.local()
+class _PerThread(threading.local):
+    """This thread's packers and out-of-band list; class defaults spare a failing lookup per tuple."""
+
+    oob: list[bytes | memoryview] | None = None
+    packers: list[msgpack.Packer] | None = None
+    depth = 0
+
+
+_local = _PerThread()
 
 
 def _pack(obj: Any) -> bytes:
     # Building a Packer costs ~15 us, using one ~1 us: keep one per thread and
     # nesting depth (an extension's payload is packed while its parent packs).
-    try:
-        packers = _local.packers
-    except AttributeError:
+    packers = _local.packers
+    if packers is None:
         packers = _local.packers = []
-        _local.depth = 0
     depth = _local.depth
     if depth > MAX_DEPTH:
         raise _too_deep()
@@ -180,7 +186,7 @@ def _encode(obj: Any) -> bytes:
     except SerialisationError:
         raise
     except OverflowError:
-        beside = getattr(_local, "oob", None)
+        beside = _local.oob
         if beside is not None:
             beside.clear()  # the first attempt's arrays; packed again below
         try:

@@ -105,6 +105,25 @@ def test_lists_and_tuples_add_up_to_the_depth_limit() -> None:
         decode(b"\x91" * (MAX_DEPTH - half + 1) + tuple_frame)
 
 
+def test_flat_tuples_count_one_level_and_the_deepest_member_decides() -> None:
+    # A tuple of no containers records no depth of its own: it must still count one level, beside
+    # siblings that are numbers, and a deep tuple among many flat ones must still set the depth.
+    flat = [(i, 3.14) for i in range(200)]
+    at_limit = [[*flat, 7]]
+    for _ in range(MAX_DEPTH - 3):
+        at_limit = [at_limit]
+    assert decode(encode(at_limit)) == at_limit  # MAX_DEPTH - 1 lists and one level of tuples
+    with pytest.raises(SerialisationError, match="nests more than"):
+        decode(b"\x91" + encode(at_limit))  # one list more: the flat tuples' level is counted
+    # a tuple of MAX_DEPTH - 2 levels, inside a tuple
+    deep_member = (1, msgpack.ExtType(_TUPLE, nested_lists(MAX_DEPTH - 2)))
+    deep_member_bytes = msgpack.packb(msgpack.ExtType(_TUPLE, msgpack.packb(list(deep_member))))
+    many = b"\xdc" + struct.pack(">H", 201) + encode((1, 2.0)) * 200 + deep_member_bytes
+    assert len(decode(many)) == 201  # the list, the tuple and its inner tuple: MAX_DEPTH levels
+    with pytest.raises(SerialisationError, match="nests more than"):
+        decode(b"\x91" + many)  # one list more
+
+
 def test_colliding_dict_keys_are_refused_before_the_dict_is_built() -> None:
     keys = [complex(1000003 * k, -k) for k in range(1, 600)]  # hash(a+bj) is hash(a) + 1000003*hash(b): all 0
     assert len({hash(k) for k in keys}) < len(keys) - MAX_COLLISIONS
