@@ -257,8 +257,11 @@ class ElementHandle:
         """Move many tuples in one call, in order (the batch form of :meth:`move`)."""
         if not isinstance(tuples, (list, tuple)):
             raise PastSetTypeError(f"move_many takes a list of tuples, got {type(tuples).__name__}")
-        for data in tuples:
-            self._check(data)
+        if self._strict:  # checked inline: a batch is often thousands of tuples
+            size = len(self._template)
+            for data in tuples:
+                if not (isinstance(data, tuple) and len(data) == size):
+                    self._check(data)
         self._pset._call("move_many", self._eid, list(tuples), _timeout(timeout))
 
     def observe_many(self, count: int, timeout: float | None = None) -> list[Any]:

@@ -70,6 +70,15 @@ class TupleLog:
         """The ``count`` (at most) lowest unobserved indices and their tuples, now observed."""
         taken: list[int] = []
         returned = self.returned
+        base, data = self.base, self.data
+        if not returned:  # the common case: one run from first, sliced at C speed
+            more = min(count, self.last - self.first)
+            if more <= 0:
+                return taken, []
+            start = self.first
+            self.first = start + more
+            self.recent = start + more - 1
+            return list(range(start, start + more)), data[start - base : start - base + more]
         while returned and len(taken) < count:
             taken.append(returned.pop(0))
         more = min(count - len(taken), self.last - self.first)
@@ -78,7 +87,6 @@ class TupleLog:
             self.first += more
         if taken:
             self.recent = taken[-1]
-        base, data = self.base, self.data
         return taken, [data[i - base] for i in taken]
 
     def restore(self, index: int) -> bool:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import struct
 import sys
-from itertools import repeat
+from itertools import chain, compress, repeat
 from typing import Any
 
 import msgpack
@@ -54,8 +54,8 @@ def decode(data: bytes, buffers: list[Any] | None = None, *, hold: bool = False)
     try:
         decoding = _Decoding(data, buffers, hold)
         obj = decoding.frame(data)
-        if decoding.depths is not None and type(obj) in _NATIVE_KINDS:
-            decoding.measure(obj)
+        if decoding.large and type(obj) in _CONTAINERS:
+            _measure(obj)
         return obj
     except SerialisationError:
         raise
@@ -106,51 +106,66 @@ def _pairs(pairs: list[tuple[Any, Any]]) -> dict:
 _EXT_KINDS = frozenset((tuple, set, frozenset))
 _NATIVE_KINDS = frozenset((list, dict))
 _CONTAINERS = _EXT_KINDS | _NATIVE_KINDS
+_JUST_TUPLES = {tuple}
 
 
-def _flat(items: list) -> bool:
-    """True if none of ``items`` is a container; the short tuples of a bag of tasks are tested inline."""
-    size = len(items)
-    if size == 2:
-        return type(items[0]) not in _CONTAINERS and type(items[1]) not in _CONTAINERS
-    if size == 1:
-        return type(items[0]) not in _CONTAINERS
-    if size == 3:
-        return (
-            type(items[0]) not in _CONTAINERS
-            and type(items[1]) not in _CONTAINERS
-            and type(items[2]) not in _CONTAINERS
-        )
-    return _CONTAINERS.isdisjoint(map(type, items))
+def _measure(root: Any) -> int:
+    """The depth of a decoded value (each tuple, list, dict, set and frozenset counts one); too deep raises.
+
+    Walked without recursion, level by level.  Where every container among a
+    node's children holds no container itself (a list of flat tuples: a bag of
+    tasks), the whole level is checked in one pass at C speed, so the common
+    large message costs a fraction of a microsecond a tuple.
+    """
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(root, 1)]
+    while stack:
+        node, level = stack.pop()
+        if level > MAX_DEPTH:
+            raise _too_deep()
+        deepest = max(deepest, level)
+        children: Any = [*node, *node.values()] if type(node) is dict else node
+        kinds = set(map(type, children))
+        if kinds.isdisjoint(_CONTAINERS):
+            continue
+        if kinds == _JUST_TUPLES:
+            inner = children
+        else:
+            inner = list(compress(children, map(_CONTAINERS.__contains__, map(type, children))))
+        if dict not in kinds and _CONTAINERS.isdisjoint(map(type, chain.from_iterable(inner))):
+            if level + 1 > MAX_DEPTH:
+                raise _too_deep()
+            deepest = max(deepest, level + 1)
+            continue
+        stack.extend(zip(inner, repeat(level + 1)))
+    return deepest
 
 
 class _Decoding:
     """The state of decoding one message.
 
     Depth is counted twice: top-down as extension frames open (``depth``, which
-    bounds the C recursion, since each frame is a nested decoder call), and
-    bottom-up once a frame is decoded (``depths``: id of a tuple or set that
-    holds containers, built but not yet taken by its parent -> its depth; one
-    holding none is depth 1 and is not recorded), which bounds the total depth,
-    lists and dicts included, so that whatever is accepted here can be encoded
-    again (msgpack's encoder recurses in C once per level of lists).  A frame's
-    lists and dicts are walked with C-speed type checks, and only where they hold
-    containers.  A message of at most MAX_DEPTH bytes cannot nest deeper than
-    that (each level costs a byte), so the common small message skips the count.
+    bounds the C recursion, since each frame is a nested decoder call), and over
+    the whole value once it is decoded (:func:`_measure`), which bounds the total
+    depth, lists and dicts included, so that whatever is accepted here can be
+    encoded again (msgpack's encoder recurses in C once per level of lists).  A
+    message of at most MAX_DEPTH bytes cannot nest deeper than that (each level
+    costs a byte), so the common small message skips the count; only a ``large``
+    one is measured and has its dicts' keys checked for colliding hashes.
     """
 
-    __slots__ = ("buffers", "depth", "depths", "hold")
+    __slots__ = ("buffers", "depth", "hold", "large")
 
     def __init__(self, data: bytes, buffers: list[Any] | None, hold: bool = False) -> None:
         self.depth = 0
-        self.depths: dict[int, int] | None = {} if len(data) > MAX_DEPTH else None
+        self.large = len(data) > MAX_DEPTH
         self.buffers = buffers or []
         self.hold = hold
 
     def frame(self, data: bytes) -> Any:
         """Decode one msgpack document (the message, or an extension's payload)."""
         if self.depth <= _SHALLOW:
-            if self.depths is None:
+            if not self.large:
                 return _unpackb(data, raw=False, ext_hook=self.ext, strict_map_key=False)
             return _unpackb(data, raw=False, ext_hook=self.ext, strict_map_key=False, object_pairs_hook=_pairs)
         # msgpack.unpackb keeps ~40 KiB of decoding context on the C stack; an
@@ -168,64 +183,30 @@ class _Decoding:
             raise SerialisationError("malformed message: extra bytes after a value")
         return obj
 
-    def measure(self, root: list | dict) -> int:
-        """The depth of a frame's list or dict, taking its tuples' and sets' recorded depths."""
-        depths = self.depths
-        assert depths is not None
-        deepest = 0
-        stack: list[tuple[Any, int]] = [(root, 1)]
-        while stack:
-            node, level = stack.pop()
-            if level > MAX_DEPTH:
-                raise _too_deep()
-            if type(node) is dict:
-                children: Any = [*node, *node.values()]
-            else:
-                children = node
-            kinds = set(map(type, children))
-            below = 0
-            if not kinds.isdisjoint(_EXT_KINDS):
-                # A tuple or set holding no containers was not recorded: depth 1.
-                # Other children (numbers, strings) count 1 too, which never
-                # exceeds what the tuple or set among them counts.
-                below = max(map(depths.pop, map(id, children), repeat(1)), default=0) if depths else 1
-            deepest = max(deepest, level + below)
-            if not kinds.isdisjoint(_NATIVE_KINDS):
-                stack.extend((child, level + 1) for child in children if type(child) in _NATIVE_KINDS)
-        if deepest > MAX_DEPTH:
-            raise _too_deep()
-        return deepest
-
     def ext(self, code: int, data: bytes) -> Any:
         # The tuple is by far the most common extension (every tuple of a
         # move_many is one), so its path is kept short: a frame this shallow is
-        # decoded in place, and a tuple of no containers records no depth (an
-        # unrecorded child counts as depth 1, see measure).  On an error the
-        # whole decoding is dropped, so depth needs no restoring then.
+        # unpacked in place, and the total depth is measured once at the end.
+        # On an error the whole decoding is dropped, so depth needs no restoring.
         if code == _TUPLE or code == _SET or code == _FROZENSET:
             depth = self.depth + 1
             if depth > MAX_DEPTH:
                 raise _too_deep()
             self.depth = depth
-            depths = self.depths
             if depth > _SHALLOW:
                 items = self.frame(data)
-            elif depths is None:
-                items = _unpackb(data, raw=False, ext_hook=self.ext, strict_map_key=False)
-            else:
+            elif self.large:
                 items = _unpackb(data, raw=False, ext_hook=self.ext, strict_map_key=False, object_pairs_hook=_pairs)
+            else:
+                items = _unpackb(data, raw=False, ext_hook=self.ext, strict_map_key=False)
             self.depth = depth - 1
             if type(items) is not list:
                 raise SerialisationError("malformed message: a tuple or set without its members")
             if code == _TUPLE:
-                obj: Any = tuple(items)
-            else:
-                if len(items) > MAX_COLLISIONS:
-                    _check_hashes(items, "set members")
-                obj = set(items) if code == _SET else frozenset(items)
-            if depths is not None and not _flat(items):
-                depths[id(obj)] = self.measure(items)
-            return obj
+                return tuple(items)
+            if len(items) > MAX_COLLISIONS:
+                _check_hashes(items, "set members")
+            return set(items) if code == _SET else frozenset(items)
         if code == _TYPE:
             name = data.decode()
             if name == "numpy.ndarray":

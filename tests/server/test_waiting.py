@@ -129,6 +129,9 @@ def test_strict_mode_refuses_a_bare_value_with_a_hint(server):
         strict.move((1.0,))  # the tag left out, as classic programs do
     strict.move(("results", 1.0))
     assert strict.observe() == ("results", 1.0)
+    with pytest.raises(PastSetValueError, match=r"takes a tuple of 2 value.*did you mean \('results', 2.0\)\?"):
+        strict.move_many([("results", 1.5), (2.0,)])  # a bad one in a batch: the batch is refused whole
+    assert strict.last() == 2, "nothing of the refused batch was moved"
     single = pset.enter((float,), strict=True)
     with pytest.raises(PastSetTypeError, match=r"did you mean \(2.0,\)\?"):
         single.move(2.0)
