@@ -12,7 +12,7 @@ every process it started by pid.
   all, server threads, server RSS per blocked connection, a new client's
   move+observe pair latency (median), and the time one ``move_many`` of N
   tuples takes to release every waiter (each exactly once: every helper
-  counts its own).
+  counts its own), with the server's CPU time during it.
 - **Stalls.** The worst pair latency of an unrelated client while a 3 s
   X-function import runs, while a 3 s X-function move runs, and while a
   64 MiB value is moved and observed by another client.
@@ -62,6 +62,13 @@ def status(pid: int) -> dict[str, int]:
             elif line.startswith("VmRSS:"):
                 out["rss"] = int(line.split()[1]) * 1024
     return out
+
+
+def cpu_s(pid: int) -> float:
+    """User plus system CPU seconds the process has used so far (from /proc/PID/stat)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def waiting(address: str) -> int:
@@ -139,6 +146,7 @@ def p4(address: str, server: subprocess.Popen, n: int, procs: int) -> None:
         times = pair_us(probe, 1000)
         release = pset.enter(("bench-p4-blocked", int, float))
         start = time.monotonic()
+        server_cpu = cpu_s(server.pid)
         release.move_many([(i, 0.5) for i in range(n)])
         done = 0
         for proc in helpers:
@@ -147,6 +155,7 @@ def p4(address: str, server: subprocess.Popen, n: int, procs: int) -> None:
                 raise RuntimeError(f"blockers at the end: {line!r}")
             done += int(line.split()[1])
         release_s = time.monotonic() - start
+        server_cpu = cpu_s(server.pid) - server_cpu
     finally:
         for proc in helpers:
             stop(proc)
@@ -161,7 +170,10 @@ def p4(address: str, server: subprocess.Popen, n: int, procs: int) -> None:
         f"  a new client's pair with {n} blocked: median {statistics.median(times):.0f} us, "
         f"p99 {sorted(times)[int(len(times) * 0.99)]:.0f} us"
     )
-    print(f"  one move_many of {n} released {done} waiters (each once) in {release_s:.2f} s")
+    print(
+        f"  one move_many of {n} released {done} waiters (each once) in {release_s:.2f} s "
+        f"(server CPU {server_cpu:.2f} s, beside {procs} client processes waking {n} threads on the same cores)"
+    )
     pset.close()
 
 
