@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import signal
 import statistics
 import subprocess
@@ -40,6 +39,8 @@ import pastset  # noqa: E402
 
 # The server and helper processes run this checkout's pastset, whatever the working directory.
 CHILD_ENV = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(HERE.parent), os.environ.get("PYTHONPATH")])))
+from harness import cpu_seconds, proc_status, raise_nofile  # noqa: E402
+
 from pastset.core.naming import scheduler_name  # noqa: E402
 from pastset.transport.proxies import lookup, proxy  # noqa: E402
 
@@ -51,24 +52,6 @@ SLOW_MOVE = (
     "import time\nfrom pastset.element import Element as Base\n\n"
     "class Element(Base):\n    def move(self, data):\n        time.sleep(3)\n        super().move(data)\n"
 )
-
-
-def status(pid: int) -> dict[str, int]:
-    out = {}
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("Threads:"):
-                out["threads"] = int(line.split()[1])
-            elif line.startswith("VmRSS:"):
-                out["rss"] = int(line.split()[1]) * 1024
-    return out
-
-
-def cpu_s(pid: int) -> float:
-    """User plus system CPU seconds the process has used so far (from /proc/PID/stat)."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def waiting(address: str) -> int:
@@ -114,7 +97,7 @@ def p4(address: str, server: subprocess.Popen, n: int, procs: int) -> None:
     pset = pastset.PastSet(run=RUN, ns=address)
     probe = pset.enter(("bench-engine-probe", int, float))
     pair_us(probe, 200)
-    idle = status(server.pid)
+    idle = proc_status(server.pid)
     shares = [n // procs + (1 if i < n % procs else 0) for i in range(procs)]
     helpers = []
     start = time.monotonic()
@@ -142,11 +125,11 @@ def p4(address: str, server: subprocess.Popen, n: int, procs: int) -> None:
                 raise RuntimeError("the blocked observes never all arrived")
             time.sleep(0.2)
         blocked_s = time.monotonic() - start
-        busy = status(server.pid)
+        busy = proc_status(server.pid)
         times = pair_us(probe, 1000)
         release = pset.enter(("bench-p4-blocked", int, float))
         start = time.monotonic()
-        server_cpu = cpu_s(server.pid)
+        server_cpu = cpu_seconds(server.pid)
         release.move_many([(i, 0.5) for i in range(n)])
         done = 0
         for proc in helpers:
@@ -155,7 +138,7 @@ def p4(address: str, server: subprocess.Popen, n: int, procs: int) -> None:
                 raise RuntimeError(f"blockers at the end: {line!r}")
             done += int(line.split()[1])
         release_s = time.monotonic() - start
-        server_cpu = cpu_s(server.pid) - server_cpu
+        server_cpu = cpu_seconds(server.pid) - server_cpu
     finally:
         for proc in helpers:
             stop(proc)
@@ -319,8 +302,7 @@ def main() -> None:
     if options.against:
         compare_stalls(options.against.resolve(), options.rounds)
         return
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 65536)), hard))
+    raise_nofile()
     with tempfile.TemporaryDirectory(prefix="pastset-bench-engine-") as tmp:
         psbin = Path(tmp)
         (psbin / "xbenchslowimport.py").write_text(SLOW_IMPORT)

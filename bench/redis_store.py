@@ -24,7 +24,19 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import msgpack
-from harness import HERE, HOST, Processes, clean_env, free_port, interleave, median, median_us, read_line, start_pastset
+from harness import (
+    HERE,
+    HOST,
+    Processes,
+    clean_env,
+    cpu_seconds,
+    free_port,
+    interleave,
+    median,
+    median_us,
+    read_line,
+    start_pastset,
+)
 from harness import start_redis as start_plain_redis
 from helpers import pastset_pair, redis_pair
 
@@ -63,13 +75,6 @@ def start_cluster(procs: Processes, masters: int = 3) -> list[tuple[int, subproc
             raise RuntimeError("the benchmark's Redis Cluster did not come up")
         time.sleep(0.1)
     return nodes
-
-
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time of ``pid`` so far."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def p1(servers: dict[str, Any], redis_address: str, rounds: int, count: int) -> None:
